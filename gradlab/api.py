@@ -15,11 +15,12 @@ from .types import Grads, Params, Trace
 
 #: Backend name -> module implementing it, fastest first.
 BACKENDS: dict[str, str] = {
+    "cpu": "gradlab.kernels.cpu",
     "numpy": "gradlab.kernels.reference",
 }
 
 #: Order in which ``backend=None`` looks for a backend.
-DEFAULT_ORDER: tuple[str, ...] = ("numpy",)
+DEFAULT_ORDER: tuple[str, ...] = ("cpu", "numpy")
 
 
 def available_backends() -> tuple[str, ...]:
