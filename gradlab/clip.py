@@ -51,12 +51,20 @@ def _rebuild(grads: Any, arrays: dict[str, np.ndarray]) -> Any:
 def global_norm(grads: Grads | dict) -> float:
     """The L2 norm of all parameter gradients taken together, ‖(g_1, …, g_n)‖₂.
 
-    Computed in float64 whatever the gradients' dtype; inf or nan if any entry is.
+    Computed in float64 whatever the gradients' dtype, scaled by the largest
+    magnitude first so that finite gradients up to the float64 limit give a
+    finite norm; inf or nan if any entry is.
     """
-    total = 0.0
-    for a in _arrays(grads).values():
-        total += float(np.sum(np.square(a, dtype=np.float64)))
-    return float(np.sqrt(total))
+    arrays = [np.asarray(a, dtype=np.float64) for a in _arrays(grads).values()]
+    if not arrays:
+        return 0.0
+    peak = max(float(np.max(np.abs(a), initial=0.0)) for a in arrays)
+    if not np.isfinite(peak) or any(np.isnan(a).any() for a in arrays):
+        return float("nan") if any(np.isnan(a).any() for a in arrays) else float("inf")
+    if peak == 0.0:
+        return 0.0
+    total = sum(float(np.sum(np.square(a / peak))) for a in arrays)
+    return peak * float(np.sqrt(total))
 
 
 def is_finite(grads: Grads | dict) -> bool:

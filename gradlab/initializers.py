@@ -46,6 +46,14 @@ def orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
+def _check_real(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
+    return float(value)
+
+
 def _check_size(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
@@ -102,9 +110,10 @@ def init_params(
     dtype = np.dtype(dtype)
     if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-    scale = float(scale)
-    if not (np.isfinite(scale) and scale >= 0):
+    scale = _check_real("scale", scale)
+    if scale < 0:
         raise ValueError(f"scale: expected a finite number >= 0, got {scale}")
+    forget_bias = _check_real("forget_bias", forget_bias)
     if forget_bias != 0.0 and cell != "lstm":
         raise ValueError(f"forget_bias: only the LSTM has a forget gate, not {cell!r}")
 

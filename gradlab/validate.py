@@ -71,9 +71,10 @@ def check_params(cell: str, params: Params, *, finite: bool = True) -> tuple[Cel
     if not isinstance(params, Params):
         raise TypeError(f"params: expected gradlab.Params, got {type(params).__name__}")
     W_h = params.W_h
-    if not isinstance(W_h, np.ndarray) or W_h.ndim != 2:
-        got = getattr(W_h, "shape", type(W_h).__name__)
-        raise ValueError(f"params.W_h: expected a 2-D array of shape (G*H, H), got {got}")
+    if not isinstance(W_h, np.ndarray):
+        raise TypeError(f"params.W_h: expected a NumPy array, got {type(W_h).__name__}")
+    if W_h.ndim != 2:
+        raise ValueError(f"params.W_h: expected a 2-D array of shape (G*H, H), got shape {W_h.shape}")
     dtype = W_h.dtype
     if dtype not in FLOAT_DTYPES:
         raise TypeError(f"params.W_h: expected dtype float32 or float64, got {dtype}")
@@ -81,11 +82,7 @@ def check_params(cell: str, params: Params, *, finite: bool = True) -> tuple[Cel
     if H == 0:
         raise ValueError("params.W_h: hidden size H must be at least 1, got 0")
     W_h = check_array("params.W_h", W_h, (G * H, H), dtype)
-    W_x = params.W_x
-    if not isinstance(W_x, np.ndarray) or W_x.ndim != 2:
-        got = getattr(W_x, "shape", type(W_x).__name__)
-        raise ValueError(f"params.W_x: expected a 2-D array of shape ({G * H}, D), got {got}")
-    W_x = check_array("params.W_x", W_x, (G * H, "D"), dtype)
+    W_x = check_array("params.W_x", params.W_x, (G * H, "D"), dtype)
     b = check_array("params.b", params.b, (G * H,), dtype)
     if spec.has_b_hn:
         if params.b_hn is None:
@@ -146,7 +143,9 @@ def check_backward(cell: str, params: Params, trace: Trace, dh: Any, dc_last: An
         raise ValueError(f"trace: it was computed for cell {trace.cell!r}, not {cell!r}")
     dtype, H = params.dtype, params.hidden_size
     T, B = trace.h.shape[0], trace.h.shape[1]
-    if trace.h.dtype != dtype or trace.h.shape[2] != H or trace.x.shape[2] != params.input_size:
+    if trace.h.dtype != dtype:
+        raise TypeError(f"trace: computed in {trace.h.dtype}, but params are {dtype}")
+    if trace.h.shape[2] != H or trace.x.shape[2] != params.input_size:
         raise ValueError(
             f"trace: computed with hidden states {trace.h.shape} {trace.h.dtype}, "
             f"which do not match params (H={H}, D={params.input_size}, {dtype})"
