@@ -49,20 +49,37 @@ def test_agrees_with_reference(cell, dtype, clip_step):
     assert_agree(cell, problem, dtype, clip_step)
 
 
+@pytest.fixture
+def threads():
+    """Set Numba's thread count for one test and restore it afterwards."""
+    import numba
+
+    before = numba.get_num_threads()
+    yield numba.set_num_threads
+    numba.set_num_threads(before)
+
+
 @pytest.mark.parametrize("cell", CELLS)
-def test_parallel_kernels_agree(cell, monkeypatch):
-    """The prange kernels (forced on for a small problem) agree with the reference and are deterministic."""
-    monkeypatch.setattr(cpu, "PARALLEL_MIN_ELEMENTS", 1)
-    if not cpu._use_parallel(5, 6):
-        pytest.skip("one Numba thread: the parallel kernels are never chosen")
+def test_parallel_chunks_agree_with_serial_bit_for_bit(cell, threads):
+    """Batch chunks on two threads give the reference's results and the one-thread results exactly."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.fail("the parallel kernels need at least two Numba threads to be tested")
     problem = make_problem(cell, T=6, B=5, D=3, H=6, seed=9)
+    threads(2)
+    assert len(cpu._chunks(5)) == 3
     assert_agree(cell, problem, np.float64, clip_step=0.5)
-    first = run(cell, "cpu", problem)[1]
-    second = run(cell, "cpu", problem)[1]
+    parallel = run(cell, "cpu", problem, clip_step=0.5)
+    threads(1)
+    assert len(cpu._chunks(5)) == 2
+    serial = run(cell, "cpu", problem, clip_step=0.5)
+    for name in ("h", "c", "gates"):
+        a, b = getattr(parallel[0], name), getattr(serial[0], name)
+        assert a is None or np.array_equal(a, b), name
     for name in FIELDS:
-        a, b = getattr(first, name), getattr(second, name)
-        if a is not None:
-            assert np.array_equal(a, b), name
+        a, b = getattr(parallel[1], name), getattr(serial[1], name)
+        assert a is None or np.array_equal(a, b), name
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -12,17 +12,17 @@ The structure is that of cuDNN's and of every fast RNN implementation:
   the sweep, not T small ones.
 
 The pointwise math is :mod:`gradlab.kernels.pointwise`, shared with the CUDA
-backend. Each kernel is compiled twice from one Python definition: a serial
-version for small B·H, where a parallel region per step costs more than it
-saves, and a ``parallel=True`` version whose ``prange`` splits the batch rows
-between threads. Every row is written by exactly one thread and every
-reduction runs in a fixed order, so results are bit-identical from run to run
-at a given thread count. Kernels are ``cache=True`` and ``nogil=True``.
+backend. Sequences of a batch are independent, so the batch is cut into one
+chunk of rows per thread and each thread runs the whole time loop for its
+chunk (``prange`` over chunks: one parallel region per call, no barrier per
+step), with its own small matrix products on a single-threaded BLAS. Every
+row is written by exactly one thread and every reduction runs in a fixed
+order, so results are bit-identical from run to run, and do not depend on the
+thread count. With one thread or one sequence the chunk kernel is called
+directly. Kernels are ``cache=True`` and ``nogil=True``.
 """
 
 from __future__ import annotations
-
-import types as pytypes
 
 import numba
 import numpy as np
@@ -34,14 +34,13 @@ from .pointwise import (
     JIT,
     clip,
     gru_cudnn_backward,
-    gru_cudnn_forward,
     gru_mix,
     gru_reset_backward,
-    gru_simple_forward,
     gru_update_backward,
     lstm_backward,
+    lstm_cell,
     lstm_cell_grad,
-    lstm_forward,
+    reset_after,
     relu,
     relu_backward,
     sigmoid,
@@ -52,92 +51,95 @@ from .pointwise import (
 RNN_TANH, RNN_RELU, GRU_SIMPLE, GRU, GRU_CUDNN, LSTM = range(6)
 CELL_ID = {"rnn_tanh": RNN_TANH, "rnn_relu": RNN_RELU, "gru_simple": GRU_SIMPLE, "gru": GRU, "gru_cudnn": GRU_CUDNN, "lstm": LSTM}
 
-#: Below this many pointwise elements per step (B·H) the serial kernels run:
-#: a parallel region per step would cost more than the work it splits.
-PARALLEL_MIN_ELEMENTS = 8192
-
-
-def _compile_twice(py_func):
-    """A serial and a ``parallel=True`` dispatcher of one Python function, each with its own cache entry."""
-    serial = njit(cache=True, **JIT)(py_func)
-    twin = pytypes.FunctionType(py_func.__code__, py_func.__globals__, py_func.__name__ + "_parallel",
-                                py_func.__defaults__, py_func.__closure__)
-    twin.__qualname__ = py_func.__qualname__ + "_parallel"
-    twin.__doc__ = py_func.__doc__
-    parallel = njit(cache=True, parallel=True, **JIT)(twin)
-    return serial, parallel
-
-
-def _forward_kernel(cell, A, W_hT, W_hnT, b_hn, h0, c0, h, c, gates, hn, R, S, Rn):
-    """The time loop of the forward pass (see the module docstring).
+@njit(cache=True, **JIT)
+def _forward_chunk(cell, A, W_hT, W_hnT, b_hn, h0, c0, h, c, gates, hn, b0, b1):
+    """The forward time loop for batch rows b0:b1 (see the module docstring).
 
     A (T, B, G*H): input projections. W_hT (H, G*H) is W_h^T; for ``gru`` it
     holds only the r and u blocks and W_hnT (H, H) the n block, which acts on
-    s = r ⊙ h_{t-1}. R, S, Rn are per-step scratch rows.
+    s = r ⊙ h_{t-1}. ``c``, ``c0`` are read only for the LSTM, ``hn`` and
+    ``b_hn`` only for ``gru_cudnn``.
     """
-    T, B, _ = A.shape
+    T = A.shape[0]
     H = h0.shape[1]
+    R = np.empty((b1 - b0, W_hT.shape[1]), A.dtype)
+    S = np.empty((b1 - b0, H), A.dtype)
+    Rn = np.empty((b1 - b0, H), A.dtype)
     for t in range(T):
-        h_prev = h0 if t == 0 else h[t - 1]
-        c_prev = c0 if t == 0 else c[t - 1]
+        h_prev = h0[b0:b1] if t == 0 else h[t - 1, b0:b1]
         np.dot(h_prev, W_hT, R)
-        for b in prange(B):
-            a, r_, g_, hp = A[t, b], R[b], gates[t, b], h_prev[b]
+        for k in range(b1 - b0):
+            b = b0 + k
+            # z is this row's recurrent products, turned in place into pre-activations
+            # and then gate values; each loop below is short and simple so it vectorises.
+            a, z, g_, hp, ht = A[t, b], R[k], gates[t, b], h_prev[k], h[t, b]
             if cell == RNN_TANH:
                 for j in range(H):
-                    v = tanh(a[j] + r_[j])
-                    g_[j] = v
-                    h[t, b, j] = v
+                    z[j] = tanh(a[j] + z[j])
+                ht[:] = z
             elif cell == RNN_RELU:
                 for j in range(H):
-                    v = relu(a[j] + r_[j])
-                    g_[j] = v
-                    h[t, b, j] = v
+                    z[j] = relu(a[j] + z[j])
+                ht[:] = z
             elif cell == GRU_SIMPLE:
                 for j in range(H):
-                    u, n, hv = gru_simple_forward(a[j] + r_[j], a[H + j] + r_[H + j], hp[j])
-                    g_[j] = u
-                    g_[H + j] = n
-                    h[t, b, j] = hv
+                    z[j] = sigmoid(a[j] + z[j])
+                for j in range(H, 2 * H):
+                    z[j] = tanh(a[j] + z[j])
+                for j in range(H):
+                    ht[j] = gru_mix(z[j], z[H + j], hp[j])
             elif cell == GRU:
+                for j in range(2 * H):
+                    z[j] = sigmoid(a[j] + z[j])
                 for j in range(H):
-                    r = sigmoid(a[j] + r_[j])
-                    g_[j] = r
-                    g_[H + j] = sigmoid(a[H + j] + r_[H + j])
-                    S[b, j] = r * hp[j]
+                    S[k, j] = z[j] * hp[j]
             elif cell == GRU_CUDNN:
+                hnt = hn[t, b]
                 for j in range(H):
-                    hnv = r_[2 * H + j] + b_hn[j]
-                    r, u, n = gru_cudnn_forward(a[j] + r_[j], a[H + j] + r_[H + j], a[2 * H + j], hnv)
-                    g_[j] = r
-                    g_[H + j] = u
-                    g_[2 * H + j] = n
-                    hn[t, b, j] = hnv
-                    h[t, b, j] = gru_mix(u, n, hp[j])
+                    hnt[j] = z[2 * H + j] + b_hn[j]
+                for j in range(2 * H):
+                    z[j] = sigmoid(a[j] + z[j])
+                for j in range(H):
+                    z[2 * H + j] = reset_after(a[2 * H + j], z[j], hnt[j])
+                for j in range(2 * H, 3 * H):
+                    z[j] = tanh(z[j])
+                for j in range(H):
+                    ht[j] = gru_mix(z[H + j], z[2 * H + j], hp[j])
             else:
-                cp = c_prev[b]
+                cp = c0[b] if t == 0 else c[t - 1, b]
+                ct = c[t, b]
+                for j in range(2 * H):
+                    z[j] = sigmoid(a[j] + z[j])
+                for j in range(2 * H, 3 * H):
+                    z[j] = tanh(a[j] + z[j])
+                for j in range(3 * H, 4 * H):
+                    z[j] = sigmoid(a[j] + z[j])
                 for j in range(H):
-                    i, f, g, o, cv, hv = lstm_forward(a[j] + r_[j], a[H + j] + r_[H + j], a[2 * H + j] + r_[2 * H + j],
-                                                      a[3 * H + j] + r_[3 * H + j], cp[j])
-                    g_[j] = i
-                    g_[H + j] = f
-                    g_[2 * H + j] = g
-                    g_[3 * H + j] = o
-                    c[t, b, j] = cv
-                    h[t, b, j] = hv
+                    ct[j] = lstm_cell(z[j], z[H + j], z[2 * H + j], cp[j])
+                for j in range(H):
+                    ht[j] = tanh(ct[j])
+                for j in range(H):
+                    ht[j] *= z[3 * H + j]
+            if cell == GRU:
+                g_[: 2 * H] = z
+            else:
+                g_[:] = z
         if cell == GRU:
             np.dot(S, W_hnT, Rn)
-            for b in prange(B):
-                a, g_, hp = A[t, b], gates[t, b], h_prev[b]
+            for k in range(b1 - b0):
+                b = b0 + k
+                a, zn, g_, hp, ht = A[t, b], Rn[k], gates[t, b], h_prev[k], h[t, b]
                 for j in range(H):
-                    n = tanh(a[2 * H + j] + Rn[b, j])
-                    g_[2 * H + j] = n
-                    h[t, b, j] = gru_mix(g_[H + j], n, hp[j])
+                    zn[j] = tanh(a[2 * H + j] + zn[j])
+                for j in range(H):
+                    ht[j] = gru_mix(g_[H + j], zn[j], hp[j])
+                g_[2 * H :] = zn
 
 
-def _backward_kernel(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, do_clip,
-                     DA, DArec, dh_norm, dc_norm, dh_flow, dh_direct, dc_flow, total, DAn, DAru, DS):
-    """The backward sweep, t = T-1 … 0 (see the module docstring).
+@njit(cache=True, **JIT)
+def _backward_chunk(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, do_clip,
+                    DA, DArec, dh_norm, dc_norm, dh_flow, dh_direct, dc_flow, b0, b1):
+    """The backward sweep, t = T-1 … 0, for batch rows b0:b1 (see the module docstring).
 
     On entry ``dc_flow`` holds ∂L/∂c_T from outside (zeros if none); on exit
     ``dh_flow + dh_direct`` is ∂L/∂h_0 and ``dc_flow`` is ∂L/∂c_0. ``DA`` (T, B,
@@ -146,50 +148,56 @@ def _backward_kernel(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound,
     block differs by the reset factor). For ``gru``, W_hn (H, H) and W_hru (2H, H)
     are the n block and the r, u blocks of W_h.
     """
-    T, B, H = h.shape
-    dh_flow[:] = 0.0
-    dh_direct[:] = 0.0
+    T = h.shape[0]
+    H = h.shape[2]
+    nb = b1 - b0
+    total = np.empty(H, h.dtype)
+    DAn = np.empty((nb, H), h.dtype)
+    DAru = np.empty((nb, 2 * H), h.dtype)
+    DS = np.empty((nb, H), h.dtype)
+    dh_flow[b0:b1] = 0.0
+    dh_direct[b0:b1] = 0.0
     for t in range(T - 1, -1, -1):
-        h_prev = h0 if t == 0 else h[t - 1]
-        c_prev = c0 if t == 0 else c[t - 1]
-        for b in prange(B):
-            tot, g_, da, hp = total[b], gates[t, b], DA[t, b], h_prev[b]
+        for k in range(nb):
+            b = b0 + k
+            g_, da = gates[t, b], DA[t, b]
+            hp = h0[b] if t == 0 else h[t - 1, b]
             ss = 0.0
             for j in range(H):
                 v = dh[t, b, j] + dh_flow[b, j] + dh_direct[b, j]
                 ss += v * v
-                tot[j] = v
+                total[j] = v
             dh_norm[t, b] = np.sqrt(ss)
             if do_clip:
                 for j in range(H):
-                    tot[j] = clip(tot[j], bound)
+                    total[j] = clip(total[j], bound)
             if cell == RNN_TANH:
                 for j in range(H):
-                    da[j] = tanh_backward(tot[j], g_[j])
+                    da[j] = tanh_backward(total[j], g_[j])
             elif cell == RNN_RELU:
                 for j in range(H):
-                    da[j] = relu_backward(tot[j], g_[j])
+                    da[j] = relu_backward(total[j], g_[j])
             elif cell == GRU_SIMPLE:
                 for j in range(H):
-                    da_u, dn, direct = gru_update_backward(tot[j], g_[j], g_[H + j], hp[j])
+                    da_u, dn, direct = gru_update_backward(total[j], g_[j], g_[H + j], hp[j])
                     n = g_[H + j]
                     da[j] = da_u
                     da[H + j] = dn * (1.0 - n * n)
                     dh_direct[b, j] = direct
             elif cell == GRU:
                 for j in range(H):
-                    da_u, dn, direct = gru_update_backward(tot[j], g_[H + j], g_[2 * H + j], hp[j])
+                    da_u, dn, direct = gru_update_backward(total[j], g_[H + j], g_[2 * H + j], hp[j])
                     n = g_[2 * H + j]
                     da_n = dn * (1.0 - n * n)
                     da[H + j] = da_u
                     da[2 * H + j] = da_n
-                    DAn[b, j] = da_n
-                    DAru[b, H + j] = da_u
+                    DAn[k, j] = da_n
+                    DAru[k, H + j] = da_u
                     dh_direct[b, j] = direct
             elif cell == GRU_CUDNN:
                 darec = DArec[t, b]
                 for j in range(H):
-                    da_r, da_u, da_n, dhn, direct = gru_cudnn_backward(tot[j], g_[j], g_[H + j], g_[2 * H + j],
+                    da_r, da_u, da_n, dhn, direct = gru_cudnn_backward(total[j], g_[j], g_[H + j], g_[2 * H + j],
                                                                        hn[t, b, j], hp[j])
                     da[j] = da_r
                     da[H + j] = da_u
@@ -199,17 +207,20 @@ def _backward_kernel(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound,
                     darec[2 * H + j] = dhn
                     dh_direct[b, j] = direct
             else:
-                cp, ct = c_prev[b], c[t, b]
+                cp = c0[b] if t == 0 else c[t - 1, b]
+                ct = c[t, b]
+                for j in range(H):
+                    da[3 * H + j] = tanh(ct[j])  # tanh(c_t), kept here until da_o replaces it
                 sc = 0.0
                 for j in range(H):
-                    dcv, tc = lstm_cell_grad(tot[j], dc_flow[b, j], g_[3 * H + j], ct[j])
+                    dcv = lstm_cell_grad(total[j], dc_flow[b, j], g_[3 * H + j], da[3 * H + j])
                     sc += dcv * dcv
                     dc_flow[b, j] = dcv
                 dc_norm[t, b] = np.sqrt(sc)
                 for j in range(H):
                     dcv = clip(dc_flow[b, j], bound) if do_clip else dc_flow[b, j]
-                    da_i, da_f, da_g, da_o, dcp = lstm_backward(tot[j], dcv, g_[j], g_[H + j], g_[2 * H + j],
-                                                                g_[3 * H + j], cp[j], tanh(ct[j]))
+                    da_i, da_f, da_g, da_o, dcp = lstm_backward(total[j], dcv, g_[j], g_[H + j], g_[2 * H + j],
+                                                                g_[3 * H + j], cp[j], da[3 * H + j])
                     da[j] = da_i
                     da[H + j] = da_f
                     da[2 * H + j] = da_g
@@ -217,24 +228,69 @@ def _backward_kernel(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound,
                     dc_flow[b, j] = dcp
         if cell == GRU:
             np.dot(DAn, W_hn, DS)
-            for b in prange(B):
-                g_, da, hp = gates[t, b], DA[t, b], h_prev[b]
+            for k in range(nb):
+                b = b0 + k
+                g_, da = gates[t, b], DA[t, b]
+                hp = h0[b] if t == 0 else h[t - 1, b]
                 for j in range(H):
-                    da_r, through = gru_reset_backward(DS[b, j], g_[j], hp[j])
+                    da_r, through = gru_reset_backward(DS[k, j], g_[j], hp[j])
                     da[j] = da_r
-                    DAru[b, j] = da_r
+                    DAru[k, j] = da_r
                     dh_direct[b, j] += through
-            np.dot(DAru, W_hru, dh_flow)
+            np.dot(DAru, W_hru, dh_flow[b0:b1])
         else:
-            np.dot(DArec[t], W_h, dh_flow)
+            np.dot(DArec[t, b0:b1], W_h, dh_flow[b0:b1])
 
 
-forward_serial, forward_parallel = _compile_twice(_forward_kernel)
-backward_serial, backward_parallel = _compile_twice(_backward_kernel)
+@njit(cache=True, parallel=True, **JIT)
+def _forward_parallel(cell, A, W_hT, W_hnT, b_hn, h0, c0, h, c, gates, hn, bounds):
+    """Run :func:`_forward_chunk` on every chunk ``bounds[k]:bounds[k+1]`` of the batch in parallel."""
+    for k in prange(len(bounds) - 1):
+        _forward_chunk(cell, A, W_hT, W_hnT, b_hn, h0, c0, h, c, gates, hn, bounds[k], bounds[k + 1])
 
 
-def _use_parallel(B: int, H: int) -> bool:
-    return numba.get_num_threads() > 1 and B > 1 and B * H >= PARALLEL_MIN_ELEMENTS
+@njit(cache=True, parallel=True, **JIT)
+def _backward_parallel(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, do_clip,
+                       DA, DArec, dh_norm, dc_norm, dh_flow, dh_direct, dc_flow, bounds):
+    """Run :func:`_backward_chunk` on every chunk ``bounds[k]:bounds[k+1]`` of the batch in parallel."""
+    for k in prange(len(bounds) - 1):
+        _backward_chunk(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, do_clip,
+                        DA, DArec, dh_norm, dc_norm, dh_flow, dh_direct, dc_flow, bounds[k], bounds[k + 1])
+
+
+_blas_controller = None
+
+
+def _single_threaded_blas():
+    """A context in which the BLAS that Numba's ``np.dot`` calls runs on one thread.
+
+    Inside the parallel kernels every Numba thread makes its own small matrix
+    products; a multi-threaded BLAS would then spawn threads of its own and
+    oversubscribe the cores.
+    """
+    global _blas_controller
+    if _blas_controller is None:
+        import scipy.linalg.cython_blas  # noqa: F401  (loaded so that threadpoolctl sees it)
+        from threadpoolctl import ThreadpoolController
+
+        _blas_controller = ThreadpoolController().select(user_api="blas")
+    return _blas_controller.limit(limits=1)
+
+
+def _chunks(B: int) -> np.ndarray:
+    """Batch bounds of the chunks the kernels run in parallel: one per thread, at most one per row."""
+    n = max(1, min(numba.get_num_threads(), B))
+    return np.linspace(0, B, n + 1).round().astype(np.int64)
+
+
+def _run(serial, parallel, args, B):
+    """Call the kernel on the whole batch, in parallel chunks when there are threads and rows to share."""
+    bounds = _chunks(B)
+    if len(bounds) == 2:
+        serial(*args, 0, B)
+    else:
+        with _single_threaded_blas():
+            parallel(*args, bounds)
 
 
 def _dummy(dtype, ndim):
@@ -257,13 +313,12 @@ def forward(spec: CellSpec, p: Params, x: np.ndarray, h0: np.ndarray, c0) -> Tra
     else:
         W_hT = np.ascontiguousarray(p.W_h.T)
         W_hnT = _dummy(dtype, 2)
-    kernel = forward_parallel if _use_parallel(B, H) else forward_serial
-    kernel(
+    args = (
         CELL_ID[spec.name], A, W_hT, W_hnT, _dummy(dtype, 1) if p.b_hn is None else p.b_hn, h0,
         c0 if c0 is not None else _dummy(dtype, 2), h, c if c is not None else _dummy(dtype, 3), gates,
-        hn if hn is not None else _dummy(dtype, 3), np.empty((B, W_hT.shape[1]), dtype), np.empty((B, H), dtype),
-        np.empty((B, H), dtype),
+        hn if hn is not None else _dummy(dtype, 3),
     )
+    _run(_forward_chunk, _forward_parallel, args, B)
     return Trace(cell=spec.name, h=h, c=c, x=x, h0=h0, c0=c0, gates=gates, hn=hn, backend="cpu")
 
 
@@ -280,16 +335,15 @@ def backward(spec: CellSpec, p: Params, trace: Trace, dh: np.ndarray, dc_last, c
     dh_flow, dh_direct = np.empty((B, H), dtype), np.empty((B, H), dtype)
     dc_flow = np.zeros((B, H), dtype) if dc_last is None else dc_last.copy()
     gru = spec.name == "gru"
-    kernel = backward_parallel if _use_parallel(B, H) else backward_serial
-    kernel(
+    args = (
         CELL_ID[spec.name], dh, trace.gates, h, trace.c if lstm else _dummy(dtype, 3),
         trace.hn if spec.has_b_hn else _dummy(dtype, 3), trace.h0, trace.c0 if lstm else _dummy(dtype, 2),
         p.W_h, np.ascontiguousarray(p.W_h[2 * H :]) if gru else _dummy(dtype, 2),
         np.ascontiguousarray(p.W_h[: 2 * H]) if gru else _dummy(dtype, 2),
         0.0 if clip_step is None else clip_step, clip_step is not None,
-        DA, DArec, dh_norm, dc_norm, dh_flow, dh_direct, dc_flow, np.empty((B, H), dtype),
-        np.empty((B, H), dtype), np.empty((B, 2 * H), dtype), np.empty((B, H), dtype),
+        DA, DArec, dh_norm, dc_norm, dh_flow, dh_direct, dc_flow,
     )
+    _run(_backward_chunk, _backward_parallel, args, B)
 
     # Whole-sequence products: one BLAS call each instead of T small ones.
     DA2 = DA.reshape(T * B, G * H)

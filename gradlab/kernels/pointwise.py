@@ -25,6 +25,8 @@ arguments). The kernels compile with :data:`FASTMATH`, a flag set without
 
 from __future__ import annotations
 
+import math
+
 from numba import njit
 from numba.core import types
 from numba.extending import intrinsic
@@ -86,7 +88,7 @@ def sigmoid(z):
     """σ(z) = 1 / (1 + e^{-z}), computed from e^{-|z|} so it never overflows."""
     e = exp_nonpos(-abs(z))
     s = 1.0 / (1.0 + e)
-    return s if z >= 0.0 else (z if z != z else e * s)
+    return s if z >= 0.0 else e * s  # nan propagates through e
 
 
 # Taylor coefficients of tanh(x) = Σ c_k x^{2k+1} (Bernoulli numbers), enough for
@@ -98,15 +100,22 @@ _T17, _T19 = 6404582.0 / 10854718875, -443861162.0 / 1856156927625
 
 @njit(**JIT)
 def tanh(x):
-    """tanh(x), branch-free: the quotient form for |x| >= 1/4, the Taylor series below."""
+    """tanh(x), branch-free: the quotient form for |x| >= 1/4, the Taylor series below.
+
+    The two forms are blended arithmetically (w·small + (1-w)·big) rather than
+    selected: LLVM turns a select between two long expressions into a branch,
+    and a branch stops the loop from vectorising. The series' argument is
+    capped so that its unused value stays finite.
+    """
     ax = abs(x)
     e = exp_nonpos(-2.0 * ax)
     big = (1.0 - e) / (1.0 + e)
-    x2 = x * x
-    small = ax * (1.0 + x2 * (_T3 + x2 * (_T5 + x2 * (_T7 + x2 * (_T9 + x2 * (
+    axs = min(ax, 0.25)
+    x2 = axs * axs
+    small = axs * (1.0 + x2 * (_T3 + x2 * (_T5 + x2 * (_T7 + x2 * (_T9 + x2 * (
         _T11 + x2 * (_T13 + x2 * (_T15 + x2 * (_T17 + x2 * _T19)))))))))
-    t = small if ax < 0.25 else big
-    return x if x != x else (t if x >= 0.0 else -t)
+    w = 1.0 if ax < 0.25 else 0.0
+    return math.copysign(w * small + (1.0 - w) * big, x)
 
 
 @njit(**JIT)
@@ -122,8 +131,10 @@ def clip(v, bound):
 
 
 # ---------------------------------------------------------------------------
-# Forward, per element. Arguments are pre-activations (input part plus
-# recurrent part, bias included); results are gate values and new states.
+# Forward, per element. Each gate block is activated by sigmoid, tanh or relu
+# above; these combine the activated gates into the new state. (The CPU
+# kernels run each as its own short loop over a row, so every loop vectorises;
+# the CUDA kernels call them in sequence per thread.)
 # ---------------------------------------------------------------------------
 
 
@@ -134,30 +145,15 @@ def gru_mix(u, n, h_prev):
 
 
 @njit(**JIT)
-def gru_simple_forward(a_u, a_n, h_prev):
-    """u = σ(a_u), n = tanh(a_n), h = u n + (1 - u) h_{t-1}. Returns (u, n, h)."""
-    u = sigmoid(a_u)
-    n = tanh(a_n)
-    return u, n, gru_mix(u, n, h_prev)
+def reset_after(ax_n, r, hn):
+    """The cuDNN candidate pre-activation: W_xn x_t + b_n + r ⊙ (W_hn h_{t-1} + b_hn)."""
+    return ax_n + r * hn
 
 
 @njit(**JIT)
-def gru_cudnn_forward(a_r, a_u, ax_n, hn):
-    """r = σ(a_r), u = σ(a_u), n = tanh(ax_n + r hn), hn = W_hn h_{t-1} + b_hn. Returns (r, u, n)."""
-    r = sigmoid(a_r)
-    u = sigmoid(a_u)
-    return r, u, tanh(ax_n + r * hn)
-
-
-@njit(**JIT)
-def lstm_forward(a_i, a_f, a_g, a_o, c_prev):
-    """i, f, o = σ(·), g = tanh(·), c = f c_{t-1} + i g, h = o tanh(c). Returns (i, f, g, o, c, h)."""
-    i = sigmoid(a_i)
-    f = sigmoid(a_f)
-    g = tanh(a_g)
-    o = sigmoid(a_o)
-    c = f * c_prev + i * g
-    return i, f, g, o, c, o * tanh(c)
+def lstm_cell(i, f, g, c_prev):
+    """c_t = f ⊙ c_{t-1} + i ⊙ g."""
+    return f * c_prev + i * g
 
 
 # ---------------------------------------------------------------------------
@@ -207,10 +203,9 @@ def gru_reset_backward(ds, r, h_prev):
 
 
 @njit(**JIT)
-def lstm_cell_grad(dh, dc_next, o, c):
-    """Total ∂L/∂c_t = dc_next + dh o (1 - tanh²(c_t)). Returns (dc, tanh(c_t))."""
-    tc = tanh(c)
-    return dc_next + dh * o * (1.0 - tc * tc), tc
+def lstm_cell_grad(dh, dc_next, o, tanh_c):
+    """Total ∂L/∂c_t = dc_next + dh ⊙ o ⊙ (1 - tanh²(c_t)), given tanh(c_t)."""
+    return dc_next + dh * o * (1.0 - tanh_c * tanh_c)
 
 
 @njit(**JIT)
