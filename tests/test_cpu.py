@@ -175,3 +175,16 @@ def test_exp_nonpos():
     assert np.all(got[~normal] == 0.0)
     assert np.isnan(_apply(pointwise.exp_nonpos, np.array([np.nan])))[0]
     assert _apply(pointwise.exp_nonpos, np.array([-np.inf]))[0] == 0.0
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "gru", "lstm"])
+def test_recording_does_not_change_gradients(cell):
+    """The benchmark-only ``record=False`` path computes exactly the same gradients."""
+    p, x, h0, c0, dh, dc_last = make_problem(cell, T=7, B=3, D=4, H=5, seed=8)
+    spec = gradlab.CELLS[cell]
+    tr = gradlab.forward(cell, p, x, h0, c0, backend="cpu")
+    with_records = cpu.backward(spec, p, tr, dh, dc_last, None)
+    without = cpu.backward(spec, p, tr, dh, dc_last, None, record=False)
+    for name in ("W_x", "W_h", "b", "x", "h0", "c0"):
+        a, b = getattr(with_records, name), getattr(without, name)
+        assert a is None or np.array_equal(a, b), name

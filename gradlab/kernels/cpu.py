@@ -55,7 +55,8 @@ CELL_ID = {"rnn_tanh": RNN_TANH, "rnn_relu": RNN_RELU, "gru_simple": GRU_SIMPLE,
 def _forward_chunk(cell, A, W_hT, W_hnT, b_hn, h0, c0, h, c, gates, hn, b0, b1):
     """The forward time loop for batch rows b0:b1 (see the module docstring).
 
-    A (T, B, G*H): input projections. W_hT (H, G*H) is W_h^T; for ``gru`` it
+    A (T, B, G*H): input projections; it may be ``gates`` itself, since each
+    row of A is read before that row of gates is written. W_hT (H, G*H) is W_h^T; for ``gru`` it
     holds only the r and u blocks and W_hnT (H, H) the n block, which acts on
     s = r ⊙ h_{t-1}. ``c``, ``c0`` are read only for the LSTM, ``hn`` and
     ``b_hn`` only for ``gru_cudnn``.
@@ -137,7 +138,7 @@ def _forward_chunk(cell, A, W_hT, W_hnT, b_hn, h0, c0, h, c, gates, hn, b0, b1):
 
 
 @njit(cache=True, **JIT)
-def _backward_chunk(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, do_clip,
+def _backward_chunk(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, do_clip, record,
                     DA, DArec, dh_norm, dc_norm, dh_flow, dh_direct, dc_flow, b0, b1):
     """The backward sweep, t = T-1 … 0, for batch rows b0:b1 (see the module docstring).
 
@@ -146,7 +147,8 @@ def _backward_chunk(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, 
     G*H) receives the gradients of the input pre-activations; ``DArec`` those
     of the recurrent products (the same array except for ``gru_cudnn``, whose n
     block differs by the reset factor). For ``gru``, W_hn (H, H) and W_hru (2H, H)
-    are the n block and the r, u blocks of W_h.
+    are the n block and the r, u blocks of W_h. ``record=False`` skips the
+    norms (only to measure what recording costs).
     """
     T = h.shape[0]
     H = h.shape[2]
@@ -162,12 +164,13 @@ def _backward_chunk(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, 
             b = b0 + k
             g_, da = gates[t, b], DA[t, b]
             hp = h0[b] if t == 0 else h[t - 1, b]
-            ss = 0.0
             for j in range(H):
-                v = dh[t, b, j] + dh_flow[b, j] + dh_direct[b, j]
-                ss += v * v
-                total[j] = v
-            dh_norm[t, b] = np.sqrt(ss)
+                total[j] = dh[t, b, j] + dh_flow[b, j] + dh_direct[b, j]
+            if record:
+                ss = 0.0
+                for j in range(H):
+                    ss += total[j] * total[j]
+                dh_norm[t, b] = np.sqrt(ss)
             if do_clip:
                 for j in range(H):
                     total[j] = clip(total[j], bound)
@@ -211,12 +214,13 @@ def _backward_chunk(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, 
                 ct = c[t, b]
                 for j in range(H):
                     da[3 * H + j] = tanh(ct[j])  # tanh(c_t), kept here until da_o replaces it
-                sc = 0.0
                 for j in range(H):
-                    dcv = lstm_cell_grad(total[j], dc_flow[b, j], g_[3 * H + j], da[3 * H + j])
-                    sc += dcv * dcv
-                    dc_flow[b, j] = dcv
-                dc_norm[t, b] = np.sqrt(sc)
+                    dc_flow[b, j] = lstm_cell_grad(total[j], dc_flow[b, j], g_[3 * H + j], da[3 * H + j])
+                if record:
+                    sc = 0.0
+                    for j in range(H):
+                        sc += dc_flow[b, j] * dc_flow[b, j]
+                    dc_norm[t, b] = np.sqrt(sc)
                 for j in range(H):
                     dcv = clip(dc_flow[b, j], bound) if do_clip else dc_flow[b, j]
                     da_i, da_f, da_g, da_o, dcp = lstm_backward(total[j], dcv, g_[j], g_[H + j], g_[2 * H + j],
@@ -250,11 +254,11 @@ def _forward_parallel(cell, A, W_hT, W_hnT, b_hn, h0, c0, h, c, gates, hn, bound
 
 
 @njit(cache=True, parallel=True, **JIT)
-def _backward_parallel(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, do_clip,
+def _backward_parallel(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, do_clip, record,
                        DA, DArec, dh_norm, dc_norm, dh_flow, dh_direct, dc_flow, bounds):
     """Run :func:`_backward_chunk` on every chunk ``bounds[k]:bounds[k+1]`` of the batch in parallel."""
     for k in prange(len(bounds) - 1):
-        _backward_chunk(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, do_clip,
+        _backward_chunk(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, do_clip, record,
                         DA, DArec, dh_norm, dc_norm, dh_flow, dh_direct, dc_flow, bounds[k], bounds[k + 1])
 
 
@@ -293,6 +297,25 @@ def _run(serial, parallel, args, B):
             parallel(*args, bounds)
 
 
+def _sum_outer(D: np.ndarray, h: np.ndarray, h0) -> np.ndarray:
+    """Σ_t D_t^T h_{t-1} over the sequence, with h_{-1} = h0 (or Σ_t D_t^T h_t when h0 is None).
+
+    Two matrix products over the flattened (T·B) axis instead of stacking h0
+    in front of h: no copy of the hidden states.
+    """
+    if h0 is None:
+        return _rows(D).T @ _rows(h)
+    out = D[0].T @ h0
+    if D.shape[0] > 1:
+        out += _rows(D[1:]).T @ _rows(h[:-1])
+    return out
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """A (T, B, n) array seen as (T·B, n)."""
+    return a.reshape(-1, a.shape[-1])
+
+
 def _dummy(dtype, ndim):
     return np.zeros((1,) * ndim, dtype)
 
@@ -301,10 +324,12 @@ def forward(spec: CellSpec, p: Params, x: np.ndarray, h0: np.ndarray, c0) -> Tra
     """Forward pass on validated inputs (called by :func:`gradlab.forward`)."""
     T, B, D = x.shape
     H, G, dtype = p.hidden_size, spec.num_gates, x.dtype
-    A = (x.reshape(T * B, D) @ p.W_x.T).reshape(T, B, G * H)
-    A += p.b
-    h = np.empty((T, B, H), dtype)
+    # The input projections are written into the gates array: the kernel reads
+    # each row's projections before it overwrites that row with the gate values.
     gates = np.empty((T, B, G * H), dtype)
+    np.matmul(x.reshape(T * B, D), p.W_x.T, out=gates.reshape(T * B, G * H))
+    gates += p.b
+    h = np.empty((T, B, H), dtype)
     c = np.empty((T, B, H), dtype) if spec.has_cell_state else None
     hn = np.empty((T, B, H), dtype) if spec.has_b_hn else None
     if spec.name == "gru":
@@ -314,7 +339,7 @@ def forward(spec: CellSpec, p: Params, x: np.ndarray, h0: np.ndarray, c0) -> Tra
         W_hT = np.ascontiguousarray(p.W_h.T)
         W_hnT = _dummy(dtype, 2)
     args = (
-        CELL_ID[spec.name], A, W_hT, W_hnT, _dummy(dtype, 1) if p.b_hn is None else p.b_hn, h0,
+        CELL_ID[spec.name], gates, W_hT, W_hnT, _dummy(dtype, 1) if p.b_hn is None else p.b_hn, h0,
         c0 if c0 is not None else _dummy(dtype, 2), h, c if c is not None else _dummy(dtype, 3), gates,
         hn if hn is not None else _dummy(dtype, 3),
     )
@@ -322,8 +347,13 @@ def forward(spec: CellSpec, p: Params, x: np.ndarray, h0: np.ndarray, c0) -> Tra
     return Trace(cell=spec.name, h=h, c=c, x=x, h0=h0, c0=c0, gates=gates, hn=hn, backend="cpu")
 
 
-def backward(spec: CellSpec, p: Params, trace: Trace, dh: np.ndarray, dc_last, clip_step) -> Grads:
-    """Full BPTT on validated inputs (called by :func:`gradlab.backward`)."""
+def backward(spec: CellSpec, p: Params, trace: Trace, dh: np.ndarray, dc_last, clip_step, *,
+             record: bool = True) -> Grads:
+    """Full BPTT on validated inputs (called by :func:`gradlab.backward`).
+
+    ``record=False`` leaves ``dh_norm``/``dc_norm`` unset (uninitialised); it
+    exists only so that the benchmarks can measure what recording costs.
+    """
     x, h = trace.x, trace.h
     T, B, H = h.shape
     D, G, dtype = x.shape[2], spec.num_gates, h.dtype
@@ -340,19 +370,19 @@ def backward(spec: CellSpec, p: Params, trace: Trace, dh: np.ndarray, dc_last, c
         trace.hn if spec.has_b_hn else _dummy(dtype, 3), trace.h0, trace.c0 if lstm else _dummy(dtype, 2),
         p.W_h, np.ascontiguousarray(p.W_h[2 * H :]) if gru else _dummy(dtype, 2),
         np.ascontiguousarray(p.W_h[: 2 * H]) if gru else _dummy(dtype, 2),
-        0.0 if clip_step is None else clip_step, clip_step is not None,
+        0.0 if clip_step is None else clip_step, clip_step is not None, record,
         DA, DArec, dh_norm, dc_norm, dh_flow, dh_direct, dc_flow,
     )
     _run(_backward_chunk, _backward_parallel, args, B)
 
     # Whole-sequence products: one BLAS call each instead of T small ones.
     DA2 = DA.reshape(T * B, G * H)
-    h_prev = np.concatenate([trace.h0[None], h[:-1]]).reshape(T * B, H)
-    if gru:
-        s = trace.gates[:, :, :H].reshape(T * B, H) * h_prev
-        dW_h = np.concatenate([DA2[:, : 2 * H].T @ h_prev, DA2[:, 2 * H :].T @ s])
+    if gru:  # the n block of W_h acts on s = r ⊙ h_{t-1}
+        r = trace.gates[:, :, :H]
+        dW_h = np.concatenate([_sum_outer(DA[:, :, : 2 * H], h, trace.h0),
+                               _sum_outer(DA[:, :, 2 * H :], r * np.concatenate([trace.h0[None], h[:-1]]), None)])
     else:
-        dW_h = DArec.reshape(T * B, G * H).T @ h_prev
+        dW_h = _sum_outer(DArec, h, trace.h0)
     return Grads(
         W_x=DA2.T @ x.reshape(T * B, D),
         W_h=dW_h,
