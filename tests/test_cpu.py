@@ -188,3 +188,16 @@ def test_recording_does_not_change_gradients(cell):
     for name in ("W_x", "W_h", "b", "x", "h0", "c0"):
         a, b = getattr(with_records, name), getattr(without, name)
         assert a is None or np.array_equal(a, b), name
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 128), (3, 5, 7), (64, 128, 512), (1, 1, 1)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_matmul_small_loops_and_blas(shape, dtype):
+    """The kernels' product: loops below SMALL_MATMUL multiply-adds, BLAS above; both equal a @ b."""
+    m, n, p = shape
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(m, n)).astype(dtype), rng.normal(size=(n, p)).astype(dtype)
+    out = np.full((m, p), np.nan, dtype)
+    cpu.matmul(a, b, out)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-12)

@@ -51,6 +51,29 @@ from .pointwise import (
 RNN_TANH, RNN_RELU, GRU_SIMPLE, GRU, GRU_CUDNN, LSTM = range(6)
 CELL_ID = {"rnn_tanh": RNN_TANH, "rnn_relu": RNN_RELU, "gru_simple": GRU_SIMPLE, "gru": GRU, "gru_cudnn": GRU_CUDNN, "lstm": LSTM}
 
+#: Products with at most this many multiply-adds run as plain loops: below
+#: it a BLAS call costs more in overhead than the arithmetic.
+SMALL_MATMUL = 16384
+
+
+@njit(cache=True, **JIT)
+def matmul(a, b, out):
+    """out = a @ b for C-contiguous 2-D arrays: BLAS, or for tiny products a loop that vectorises over columns."""
+    m, n = a.shape
+    p = b.shape[1]
+    if m * n * p > SMALL_MATMUL:
+        np.dot(a, b, out)
+        return
+    for i in range(m):
+        o = out[i]
+        o[:] = 0.0
+        for k in range(n):
+            v = a[i, k]
+            bk = b[k]
+            for j in range(p):
+                o[j] += v * bk[j]
+
+
 @njit(cache=True, **JIT)
 def _forward_chunk(cell, A, W_hT, W_hnT, b_hn, h0, c0, h, c, gates, hn, b0, b1):
     """The forward time loop for batch rows b0:b1 (see the module docstring).
@@ -68,7 +91,7 @@ def _forward_chunk(cell, A, W_hT, W_hnT, b_hn, h0, c0, h, c, gates, hn, b0, b1):
     Rn = np.empty((b1 - b0, H), A.dtype)
     for t in range(T):
         h_prev = h0[b0:b1] if t == 0 else h[t - 1, b0:b1]
-        np.dot(h_prev, W_hT, R)
+        matmul(h_prev, W_hT, R)
         for k in range(b1 - b0):
             b = b0 + k
             # z is this row's recurrent products, turned in place into pre-activations
@@ -126,7 +149,7 @@ def _forward_chunk(cell, A, W_hT, W_hnT, b_hn, h0, c0, h, c, gates, hn, b0, b1):
             else:
                 g_[:] = z
         if cell == GRU:
-            np.dot(S, W_hnT, Rn)
+            matmul(S, W_hnT, Rn)
             for k in range(b1 - b0):
                 b = b0 + k
                 a, zn, g_, hp, ht = A[t, b], Rn[k], gates[t, b], h_prev[k], h[t, b]
@@ -231,7 +254,7 @@ def _backward_chunk(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, 
                     da[3 * H + j] = da_o
                     dc_flow[b, j] = dcp
         if cell == GRU:
-            np.dot(DAn, W_hn, DS)
+            matmul(DAn, W_hn, DS)
             for k in range(nb):
                 b = b0 + k
                 g_, da = gates[t, b], DA[t, b]
@@ -241,9 +264,9 @@ def _backward_chunk(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, 
                     da[j] = da_r
                     DAru[k, j] = da_r
                     dh_direct[b, j] += through
-            np.dot(DAru, W_hru, dh_flow[b0:b1])
+            matmul(DAru, W_hru, dh_flow[b0:b1])
         else:
-            np.dot(DArec[t, b0:b1], W_h, dh_flow[b0:b1])
+            matmul(DArec[t, b0:b1], W_h, dh_flow[b0:b1])
 
 
 @njit(cache=True, parallel=True, **JIT)
