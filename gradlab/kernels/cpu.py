@@ -24,6 +24,8 @@ directly. Kernels are ``cache=True`` and ``nogil=True``.
 
 from __future__ import annotations
 
+import contextlib
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -304,6 +306,17 @@ def _single_threaded_blas():
     return _blas_controller.limit(limits=1)
 
 
+#: Whole-sequence products below this many multiply-adds run on one BLAS
+#: thread. Waking a sleeping BLAS worker can cost milliseconds (on virtual
+#: machines a scheduler tick), far more than a small product saves by splitting.
+MULTITHREADED_BLAS_MIN = 50_000_000
+
+
+def _blas_threads_for(macs: int):
+    """The BLAS threading for a call whose largest product has ``macs`` multiply-adds."""
+    return _single_threaded_blas() if macs < MULTITHREADED_BLAS_MIN else contextlib.nullcontext()
+
+
 def _chunks(B: int) -> np.ndarray:
     """Batch bounds of the chunks the kernels run in parallel: one per thread, at most one per row."""
     n = max(1, min(numba.get_num_threads(), B))
@@ -345,6 +358,11 @@ def _dummy(dtype, ndim):
 
 def forward(spec: CellSpec, p: Params, x: np.ndarray, h0: np.ndarray, c0) -> Trace:
     """Forward pass on validated inputs (called by :func:`gradlab.forward`)."""
+    with _blas_threads_for(x.shape[0] * x.shape[1] * p.W_h.shape[0] * max(p.input_size, p.hidden_size)):
+        return _forward(spec, p, x, h0, c0)
+
+
+def _forward(spec: CellSpec, p: Params, x: np.ndarray, h0: np.ndarray, c0) -> Trace:
     T, B, D = x.shape
     H, G, dtype = p.hidden_size, spec.num_gates, x.dtype
     # The input projections are written into the gates array: the kernel reads
@@ -377,6 +395,12 @@ def backward(spec: CellSpec, p: Params, trace: Trace, dh: np.ndarray, dc_last, c
     ``record=False`` leaves ``dh_norm``/``dc_norm`` unset (uninitialised); it
     exists only so that the benchmarks can measure what recording costs.
     """
+    T, B, D = trace.x.shape
+    with _blas_threads_for(T * B * p.W_h.shape[0] * max(D, p.hidden_size)):
+        return _backward(spec, p, trace, dh, dc_last, clip_step, record)
+
+
+def _backward(spec: CellSpec, p: Params, trace: Trace, dh: np.ndarray, dc_last, clip_step, record: bool) -> Grads:
     x, h = trace.x, trace.h
     T, B, H = h.shape
     D, G, dtype = x.shape[2], spec.num_gates, h.dtype
