@@ -14,6 +14,11 @@ from .api import available_backends, backward, default_backend, forward
 from .initializers import init_params
 from .kernels.cells import CELL_NAMES, CELLS
 from .types import Grads, Params, Trace
+from . import losses, optim, sampling, tasks
+from .network import LossAndGrads, Network, Record
+from .optim import SGD, Adam, StepDecay
+from .sampling import sample_text
+from .train import train
 
 __version__ = "0.1.0"
 
@@ -30,5 +35,17 @@ __all__ = [
     "forward",
     "init_params",
     "interop",
+    "losses",
+    "optim",
+    "sampling",
+    "tasks",
+    "train",
+    "Adam",
+    "LossAndGrads",
+    "Network",
+    "Record",
+    "SGD",
+    "StepDecay",
+    "sample_text",
     "__version__",
 ]
