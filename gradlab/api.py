@@ -17,6 +17,7 @@ from .types import Grads, Params, Trace
 BACKENDS: dict[str, str] = {
     "cpu": "gradlab.kernels.cpu",
     "numpy": "gradlab.kernels.reference",
+    "cuda": "gradlab.kernels.cuda",
 }
 
 #: Order in which ``backend=None`` looks for a backend.
@@ -41,6 +42,20 @@ def get_backend(backend: str | None) -> ModuleType:
     return importlib.import_module(BACKENDS[name])
 
 
+def _host_only(backend: str | None, **arrays) -> None:
+    """Reject GPU device arrays on the host backends, naming the argument."""
+    name = default_backend() if backend is None else backend
+    if name == "cuda":
+        return
+    for arg, value in arrays.items():
+        values = value.arrays().items() if isinstance(value, Params) else [("", value)]
+        for field, a in values:
+            if validate.is_device_array(a):
+                label = f"{arg}.{field}" if field else arg
+                raise TypeError(f"{label}: backend {name!r} takes NumPy arrays, got a GPU device array; "
+                                "use backend='cuda' or copy it to the host first")
+
+
 def forward(cell: str, params: Params, x, h0=None, c0=None, *, backend: str | None = None) -> Trace:
     """Run a recurrent cell over a sequence.
 
@@ -63,6 +78,7 @@ def forward(cell: str, params: Params, x, h0=None, c0=None, *, backend: str | No
         ``trace.h`` (T, B, H), ``trace.c`` (LSTM) and what the backward pass needs.
     """
     module = get_backend(backend)
+    _host_only(backend, params=params, x=x, h0=h0, c0=c0)
     spec, params, x, h0, c0 = validate.check_forward(cell, params, x, h0, c0)
     return module.forward(spec, params, x, h0, c0)
 
@@ -103,5 +119,6 @@ def backward(
         ``dh_norm`` (T, B) and, for the LSTM, ``dc_norm``.
     """
     module = get_backend(backend)
+    _host_only(backend, params=params, dh=dh, dc_last=dc_last)
     spec, params, dh, dc_last, clip_step = validate.check_backward(cell, params, trace, dh, dc_last, clip_step)
     return module.backward(spec, params, trace, dh, dc_last, clip_step)

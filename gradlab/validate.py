@@ -3,6 +3,10 @@
 Every error names the argument, what was expected and what came. Shapes and
 names raise :class:`ValueError`; wrong types and dtypes raise :class:`TypeError`.
 Non-contiguous arrays are accepted and copied to C order, never read wrongly.
+
+numba.cuda device arrays (for the ``"cuda"`` backend) get the same shape and
+dtype checks; they must already be C-contiguous (there is no copy to make one
+on the device here), and the finite check copies each one to the host once.
 """
 
 from __future__ import annotations
@@ -21,6 +25,17 @@ def _shape_str(shape: tuple[Any, ...]) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def is_device_array(a: Any) -> bool:
+    """True for a numba.cuda device array (or the CUDA simulator's stand-in for one)."""
+    return (
+        a is not None
+        and not isinstance(a, np.ndarray)
+        and callable(getattr(a, "copy_to_host", None))
+        and hasattr(a, "shape")
+        and hasattr(a, "dtype")
+    )
+
+
 def check_array(name: str, a: Any, shape: tuple[Any, ...], dtype: np.dtype | None = None) -> np.ndarray:
     """Check one array argument and return it C-contiguous.
 
@@ -36,8 +51,12 @@ def check_array(name: str, a: Any, shape: tuple[Any, ...], dtype: np.dtype | Non
     dtype : dtype, optional
         The dtype every argument of this call must share; None accepts float32
         or float64.
+
+    A device array (:func:`is_device_array`) is checked the same way and
+    returned as it is; it must be C-contiguous.
     """
-    if not isinstance(a, np.ndarray):
+    device = is_device_array(a)
+    if not device and not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a NumPy array, got {type(a).__name__}")
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
@@ -51,11 +70,20 @@ def check_array(name: str, a: Any, shape: tuple[Any, ...], dtype: np.dtype | Non
     for axis, (want, got) in enumerate(zip(shape, a.shape)):
         if isinstance(want, int) and want != got:
             raise ValueError(f"{name}: expected shape {_shape_str(shape)}, got {a.shape} (axis {axis} should be {want})")
+    if device:
+        if not a.is_c_contiguous():
+            raise ValueError(f"{name}: device arrays must be C-contiguous; make a contiguous copy on the device first")
+        return a
     return np.ascontiguousarray(a)
 
 
 def check_finite(name: str, a: np.ndarray) -> None:
-    """Raise if ``a`` holds inf or nan, saying how many and where the first is."""
+    """Raise if ``a`` holds inf or nan, saying how many and where the first is.
+
+    A device array is copied to the host once for the check.
+    """
+    if is_device_array(a):
+        a = a.copy_to_host()
     finite = np.isfinite(a)
     if not finite.all():
         bad = np.argwhere(~finite)
@@ -71,7 +99,7 @@ def check_params(cell: str, params: Params, *, finite: bool = True) -> tuple[Cel
     if not isinstance(params, Params):
         raise TypeError(f"params: expected gradlab.Params, got {type(params).__name__}")
     W_h = params.W_h
-    if not isinstance(W_h, np.ndarray):
+    if not isinstance(W_h, np.ndarray) and not is_device_array(W_h):
         raise TypeError(f"params.W_h: expected a NumPy array, got {type(W_h).__name__}")
     if W_h.ndim != 2:
         raise ValueError(f"params.W_h: expected a 2-D array of shape (G*H, H), got shape {W_h.shape}")

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import os
+import sys
 
-import numpy as np
-from hypothesis import HealthCheck, settings
+# The "cuda" backend runs on the CUDA simulator throughout the suite unless
+# NUMBA_ENABLE_CUDASIM is set explicitly: `NUMBA_ENABLE_CUDASIM=0 pytest ...` on
+# a machine with an NVIDIA GPU tests the real device (scripts/gpu_check.sh).
+# This must happen before anything imports numba.cuda, which reads it once.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+if os.environ["NUMBA_ENABLE_CUDASIM"] == "1":
+    # The simulator runs each CUDA thread as a Python thread and polls them; a
+    # short GIL switch interval makes its syncthreads several times faster.
+    sys.setswitchinterval(5e-5)
 
-import gradlab
+import numpy as np  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import gradlab  # noqa: E402
 
 settings.register_profile(
     "ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True

@@ -21,6 +21,19 @@ inside a loop stops LLVM from vectorising it. So ``exp``, ``sigmoid`` and
 Both stay within a few ulp of NumPy's (tested at ±0, ±inf, nan, tiny and huge
 arguments). The kernels compile with :data:`FASTMATH`, a flag set without
 ``nnan``/``ninf``, so an exploding network still produces inf and nan.
+
+One definition, two targets. Every function below is written once and
+compiled for each target that calls it: the CPU kernels inline them, and the
+CUDA kernels call the same ``@njit`` functions, which numba-cuda recompiles
+as device functions. The only thing that differs per target is the single
+transcendental primitive :func:`exp_nonpos`: a plain Python function (its
+readable definition, run as is under ``NUMBA_DISABLE_JIT`` and the CUDA
+simulator) whose compiled implementation is chosen per target with
+``numba.extending.overload``. The CPU overload, registered here, is the
+branch-free polynomial above (libm would stop vectorisation); the CUDA
+overload, registered by :mod:`gradlab.kernels.cuda` when that backend loads,
+is ``math.exp`` (libdevice). ``sigmoid``, ``tanh`` and all the gate
+equations are shared unchanged.
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ import math
 
 from numba import njit
 from numba.core import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 #: LLVM fast-math flags for the kernels: contraction into FMA, reciprocal
 #: approximation allowed, signed zeros ignored. No ``nnan``/``ninf``/``reassoc``:
@@ -67,8 +80,17 @@ _ROUND_BITS = 0x4338000000000000
 _EXP_MIN = -708.3  # below this e^x is subnormal: flushed to zero
 
 
-@njit(**JIT)
 def exp_nonpos(x):
+    """e^x for x <= 0 (x > 0 is clamped to 0, i.e. returns 1); nan propagates.
+
+    The one primitive whose compiled form is per target: this Python body is
+    the definition (used when nothing is compiled); the CPU implementation is
+    :func:`_exp_nonpos_cpu`, the CUDA one ``math.exp`` (see the module docstring).
+    """
+    return x if x != x else math.exp(min(x, 0.0))
+
+
+def _exp_nonpos_cpu(x):
     """e^x for x <= 0 (x > 0 is clamped to 0, i.e. returns 1), branch-free and vectorisable."""
     xc = min(max(x, _EXP_MIN), 0.0)
     shifted = xc * _LOG2E + _ROUND
@@ -81,6 +103,12 @@ def exp_nonpos(x):
     result = p * two_k
     result = 0.0 if x < _EXP_MIN else result
     return x if x != x else result
+
+
+@overload(exp_nonpos, target="cpu", jit_options=JIT)
+def _exp_nonpos_cpu_overload(x):
+    """The CPU implementation of :func:`exp_nonpos`, compiled with :data:`JIT`."""
+    return _exp_nonpos_cpu
 
 
 @njit(**JIT)

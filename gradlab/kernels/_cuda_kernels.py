@@ -1,0 +1,816 @@
+"""The numba.cuda kernels of the ``"cuda"`` backend (host side: :mod:`gradlab.kernels.cuda`).
+
+Imported only after :mod:`gradlab.kernels.cuda` has found a CUDA device or the
+CUDA simulator, so importing gradlab never needs either. Kernels are built per
+dtype by :func:`kernels` (the dtype of shared and local arrays must be known
+when a kernel compiles); the cell is a run-time argument, a branch that is
+uniform across the grid, so each kernel compiles once per dtype.
+
+The gate math is :mod:`gradlab.kernels.pointwise`, the same ``@njit`` functions
+the CPU backend inlines: numba-cuda compiles them as device functions. The one
+per-target piece, the transcendental primitive ``exp_nonpos``, is registered
+here for the CUDA target (``math.exp``, i.e. libdevice).
+
+Kernels
+-------
+``gemm``
+    C (+)= op(A) op(B) (+ bias): a tiled shared-memory product with register
+    blocking (each thread a ``GEMM_RM x GEMM_RN`` block of C). Every element of C
+    is summed by one thread in a fixed order, so it is deterministic. Used for
+    the input projection and the whole-sequence products after the backward
+    sweep (dW_x, dW_h, dx).
+``colsum_partial`` / ``colsum_final``
+    Column sums (db, db_hn) in two fixed-order stages.
+``fwd_persistent`` / ``bwd_persistent``
+    For small H: one block per tile of batch rows runs the whole time loop,
+    W_h (transposed for the forward) held in shared memory when it fits, read
+    from global memory (L2) otherwise; ``syncthreads`` between the phases of a
+    step. The norms are fixed-order tree reductions in shared memory.
+``fwd_step`` / ``fwd_step_gru_n`` / ``bwd_step`` / ``bwd_step_gru_s`` / ``bwd_final``
+    For large H, one launch per step (two for ``gru``): a block computes a tile
+    of the recurrent product through shared memory and then applies the gate
+    math to that tile (the product and the pointwise are fused). The backward
+    kernels write per-tile partial squared norms, summed in a fixed order by
+    ``norm_final`` after the sweep.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from types import SimpleNamespace
+
+import numpy as np
+from numba import cuda
+
+from .cpu import CELL_ID
+from .pointwise import (
+    clip,
+    exp_nonpos,
+    gru_cudnn_backward,
+    gru_mix,
+    gru_reset_backward,
+    gru_update_backward,
+    lstm_backward,
+    lstm_cell,
+    lstm_cell_grad,
+    relu,
+    relu_backward,
+    reset_after,
+    sigmoid,
+    tanh,
+    tanh_backward,
+)
+
+RNN_TANH, RNN_RELU, GRU_SIMPLE, GRU, GRU_CUDNN, LSTM = (CELL_ID[n] for n in
+                                                       ("rnn_tanh", "rnn_relu", "gru_simple", "gru", "gru_cudnn", "lstm"))
+
+
+def simulating() -> bool:
+    """True when numba.cuda is the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``)."""
+    try:
+        from numba.cuda.core import config
+    except ImportError:  # the numba.cuda built into older Numba
+        from numba.core import config
+    return bool(config.ENABLE_CUDASIM)
+
+
+SIM = simulating()
+
+# Tile shapes. The simulator runs every CUDA thread as a Python thread, so it
+# gets tiny tiles that still take every code path (several tiles, partial tiles).
+# Few blocks matter more there than few threads: the simulator's cost is per
+# block (it starts a Python thread per CUDA thread and polls them).
+if SIM:
+    GEMM_TM, GEMM_TN, GEMM_RM, GEMM_RN, GEMM_BK = 2, 2, 8, 8, 4
+    STEP_XW, STEP_RM = 8, 2          # columns per step block (= blockDim.x), rows per thread
+    PERSISTENT_THREADS = 8           # threads of a persistent block
+    PERSISTENT_BLOCKS = 2            # blocks the batch is spread over
+    THREADS_1D, THREADS_2D = 8, 4    # helper kernels: threads per block (per axis for 2-D)
+else:
+    GEMM_TM, GEMM_TN, GEMM_RM, GEMM_RN, GEMM_BK = 16, 16, 4, 4, 16
+    STEP_XW, STEP_RM = 32, 4
+    PERSISTENT_THREADS = 256
+    PERSISTENT_BLOCKS = 132          # about one per SM of a large GPU
+    THREADS_1D, THREADS_2D = 256, 16
+GEMM_BM, GEMM_BN = GEMM_TM * GEMM_RM, GEMM_TN * GEMM_RN
+GEMM_SHARED = GEMM_BK * (GEMM_BM + GEMM_BN)  # words of dynamic shared memory per GEMM block
+STEP_BK = STEP_XW
+
+
+if not SIM:
+    # The CUDA implementation of the one per-target primitive (see pointwise.py).
+    try:
+        from numba.cuda.extending import overload as _cuda_overload
+    except ImportError:  # older numba-cuda / built-in numba.cuda share numba.core's registry
+        from numba.core.extending import overload as _cuda_overload
+
+    @_cuda_overload(exp_nonpos, target="cuda")
+    def _exp_nonpos_cuda(x):
+        def impl(x):
+            return math.exp(0.0 if x > 0.0 else x)  # nan propagates (nan > 0 is False)
+
+        return impl
+
+
+@lru_cache(maxsize=None)
+def kernels(dtype) -> SimpleNamespace:
+    """Every kernel of the backend for one dtype (np.float32 or np.float64)."""
+    dt = np.dtype(dtype).type  # scalar casts: dt(x)
+    # element type of shared and local arrays: a Numba type when compiling, a
+    # NumPy dtype for the simulator (which allocates them with NumPy)
+    if SIM:
+        at = np.dtype(dtype)
+    else:
+        from numba import from_dtype
+
+        at = from_dtype(np.dtype(dtype))
+    zero = dt(0)
+
+    # ------------------------------------------------------------------
+    # Whole-sequence products and reductions
+    # ------------------------------------------------------------------
+
+    @cuda.jit
+    def gemm(A, B, C, ta, tb, bias, has_bias, accumulate):
+        """C = op(A) op(B) [+ bias] [+ C]; op(A) = A.T if ta, op(B) = B.T if tb.
+
+        Shapes: C (M, N); A (M, K) or (K, M); B (K, N) or (N, K). Any strides.
+        """
+        M = C.shape[0]
+        N = C.shape[1]
+        K = A.shape[0] if ta else A.shape[1]
+        # dynamic shared memory (GEMM_SHARED words): A tile (BK, BM), then B tile (BK, BN).
+        # (Static shared arrays are avoided throughout: the simulator allocates
+        # them lazily per source line, racily across its threads.)
+        sm = cuda.shared.array(0, at)
+        bs = GEMM_BK * GEMM_BM
+        acc = cuda.local.array((GEMM_RM, GEMM_RN), at)
+        ra = cuda.local.array(GEMM_RM, at)
+        rb = cuda.local.array(GEMM_RN, at)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * GEMM_TN + tx
+        nt = GEMM_TN * GEMM_TM
+        m0 = cuda.blockIdx.y * GEMM_BM
+        n0 = cuda.blockIdx.x * GEMM_BN
+        for i in range(GEMM_RM):
+            for j in range(GEMM_RN):
+                acc[i, j] = zero
+        for k0 in range(0, K, GEMM_BK):
+            for l in range(tid, GEMM_BK * GEMM_BM, nt):
+                if ta:  # A is (K, M): consecutive threads along m
+                    m = l % GEMM_BM
+                    kk = l // GEMM_BM
+                    v = A[k0 + kk, m0 + m] if (k0 + kk < K and m0 + m < M) else zero
+                else:  # A is (M, K): consecutive threads along k
+                    kk = l % GEMM_BK
+                    m = l // GEMM_BK
+                    v = A[m0 + m, k0 + kk] if (k0 + kk < K and m0 + m < M) else zero
+                sm[kk * GEMM_BM + m] = v
+            for l in range(tid, GEMM_BK * GEMM_BN, nt):
+                if tb:  # B is (N, K)
+                    kk = l % GEMM_BK
+                    n = l // GEMM_BK
+                    v = B[n0 + n, k0 + kk] if (k0 + kk < K and n0 + n < N) else zero
+                else:  # B is (K, N)
+                    n = l % GEMM_BN
+                    kk = l // GEMM_BN
+                    v = B[k0 + kk, n0 + n] if (k0 + kk < K and n0 + n < N) else zero
+                sm[bs + kk * GEMM_BN + n] = v
+            cuda.syncthreads()
+            for kk in range(GEMM_BK):
+                for i in range(GEMM_RM):
+                    ra[i] = sm[kk * GEMM_BM + ty + i * GEMM_TM]
+                for j in range(GEMM_RN):
+                    rb[j] = sm[bs + kk * GEMM_BN + tx + j * GEMM_TN]
+                for i in range(GEMM_RM):
+                    for j in range(GEMM_RN):
+                        acc[i, j] += ra[i] * rb[j]
+            cuda.syncthreads()
+        for i in range(GEMM_RM):
+            m = m0 + ty + i * GEMM_TM
+            if m < M:
+                for j in range(GEMM_RN):
+                    n = n0 + tx + j * GEMM_TN
+                    if n < N:
+                        v = acc[i, j]
+                        if has_bias:
+                            v += bias[n]
+                        if accumulate:
+                            v += C[m, n]
+                        C[m, n] = v
+
+    @cuda.jit
+    def colsum_partial(A, part, rows_per_chunk):
+        """part[c, n] = sum of A[r, n] over the rows r of chunk c, in order."""
+        n = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        c = cuda.blockIdx.y
+        if n < A.shape[1]:
+            s = zero
+            for r in range(c * rows_per_chunk, min(A.shape[0], (c + 1) * rows_per_chunk)):
+                s += A[r, n]
+            part[c, n] = s
+
+    @cuda.jit
+    def colsum_final(part, out):
+        """out[n] = sum over chunks c of part[c, n], in order."""
+        n = cuda.grid(1)
+        if n < out.shape[0]:
+            s = zero
+            for c in range(part.shape[0]):
+                s += part[c, n]
+            out[n] = s
+
+    @cuda.jit
+    def fill(a, value):
+        """a[:] = value for a 1-D array."""
+        i = cuda.grid(1)
+        if i < a.shape[0]:
+            a[i] = value
+
+    @cuda.jit
+    def copy2d(src, dst):
+        """dst[:] = src[:] for 2-D arrays of one shape."""
+        i, j = cuda.grid(2)
+        if i < dst.shape[0] and j < dst.shape[1]:
+            dst[i, j] = src[i, j]
+
+    @cuda.jit
+    def transpose(src, dst):
+        """dst = src.T."""
+        i, j = cuda.grid(2)
+        if i < dst.shape[0] and j < dst.shape[1]:
+            dst[i, j] = src[j, i]
+
+    @cuda.jit
+    def reset_states(gates, h, h0, S):
+        """S[t] = r_t ⊙ h_{t-1} (full GRU): what W_hn acts on."""
+        i = cuda.grid(1)
+        T, B, H = h.shape
+        if i < T * B * H:
+            t = i // (B * H)
+            b = (i // H) % B
+            j = i % H
+            hp = h0[b, j] if t == 0 else h[t - 1, b, j]
+            S[t, b, j] = gates[t, b, j] * hp
+
+    @cuda.jit
+    def norm_final(part, out):
+        """out[t, b] = sqrt(sum over tiles of part[t, b, :]), in order."""
+        i = cuda.grid(1)
+        if i < out.shape[0] * out.shape[1]:
+            t = i // out.shape[1]
+            b = i % out.shape[1]
+            s = zero
+            for k in range(part.shape[2]):
+                s += part[t, b, k]
+            out[t, b] = math.sqrt(s)
+
+    # ------------------------------------------------------------------
+    # Per element: the gate math, shared by the persistent and per-step kernels
+    # ------------------------------------------------------------------
+
+    @cuda.jit(device=True)
+    def fwd_elem(cell, H, j, g, z0, z1, z2, z3, hp, cp, bhn_j, c_row, hn_row):
+        """One hidden unit j of one sequence at one step, forward.
+
+        ``g`` is the row gates[t, b], holding the input projections on entry
+        (each is read before it is overwritten with the gate value); z0..z3 are
+        the recurrent products of the gate blocks. Writes the gates, c_t (LSTM)
+        and hn (gru_cudnn); returns h_t, or for ``gru`` s = r ⊙ h_{t-1} (the
+        candidate is finished by :func:`gru_n_elem`).
+        """
+        if cell == RNN_TANH:
+            v = dt(tanh(g[j] + z0))
+            g[j] = v
+            return v
+        elif cell == RNN_RELU:
+            v = dt(relu(g[j] + z0))
+            g[j] = v
+            return v
+        elif cell == GRU_SIMPLE:
+            u = dt(sigmoid(g[j] + z0))
+            n = dt(tanh(g[H + j] + z1))
+            g[j] = u
+            g[H + j] = n
+            return dt(gru_mix(u, n, hp))
+        elif cell == GRU:
+            r = dt(sigmoid(g[j] + z0))
+            u = dt(sigmoid(g[H + j] + z1))
+            g[j] = r
+            g[H + j] = u
+            return dt(r * hp)
+        elif cell == GRU_CUDNN:
+            hn = z2 + bhn_j
+            hn_row[j] = hn
+            r = dt(sigmoid(g[j] + z0))
+            u = dt(sigmoid(g[H + j] + z1))
+            n = dt(tanh(dt(reset_after(g[2 * H + j], r, hn))))
+            g[j] = r
+            g[H + j] = u
+            g[2 * H + j] = n
+            return dt(gru_mix(u, n, hp))
+        else:
+            i_ = dt(sigmoid(g[j] + z0))
+            f_ = dt(sigmoid(g[H + j] + z1))
+            gg = dt(tanh(g[2 * H + j] + z2))
+            o_ = dt(sigmoid(g[3 * H + j] + z3))
+            g[j] = i_
+            g[H + j] = f_
+            g[2 * H + j] = gg
+            g[3 * H + j] = o_
+            c = dt(lstm_cell(i_, f_, gg, cp))
+            c_row[j] = c
+            return dt(dt(tanh(c)) * o_)
+
+    @cuda.jit(device=True)
+    def gru_n_elem(H, j, g, zn, hp):
+        """Full GRU, second phase: n = tanh(W_xn x + b_n + W_hn s); returns h_t."""
+        n = dt(tanh(g[2 * H + j] + zn))
+        g[2 * H + j] = n
+        return dt(gru_mix(g[H + j], n, hp))
+
+    @cuda.jit(device=True)
+    def bwd_elem(cell, H, j, tot, g, da, darec, hp, cp, ct, hn_j, dcf, bound, do_clip):
+        """One hidden unit at one step, backward, given the total ∂L/∂h_t (unclipped).
+
+        Writes the gate gradients into ``da`` (and ``darec`` for gru_cudnn;
+        for ``gru`` the r block is left to :func:`bwd_step_gru_s`). Returns
+        (dc², dh_direct, dc_prev): the squared total ∂L/∂c_t (LSTM, before its
+        clip), the direct path into ∂L/∂h_{t-1} and ∂L/∂c_{t-1}.
+        """
+        if do_clip:
+            tot = dt(clip(tot, bound))
+        if cell == RNN_TANH:
+            da[j] = tanh_backward(tot, g[j])
+            return zero, zero, zero
+        elif cell == RNN_RELU:
+            da[j] = relu_backward(tot, g[j])
+            return zero, zero, zero
+        elif cell == GRU_SIMPLE:
+            da_u, dn, direct = gru_update_backward(tot, g[j], g[H + j], hp)
+            n = g[H + j]
+            da[j] = da_u
+            da[H + j] = dn * (1.0 - n * n)
+            return zero, dt(direct), zero
+        elif cell == GRU:
+            da_u, dn, direct = gru_update_backward(tot, g[H + j], g[2 * H + j], hp)
+            n = g[2 * H + j]
+            da[H + j] = da_u
+            da[2 * H + j] = dn * (1.0 - n * n)
+            return zero, dt(direct), zero
+        elif cell == GRU_CUDNN:
+            da_r, da_u, da_n, dhn, direct = gru_cudnn_backward(tot, g[j], g[H + j], g[2 * H + j], hn_j, hp)
+            da[j] = da_r
+            da[H + j] = da_u
+            da[2 * H + j] = da_n
+            darec[j] = da_r
+            darec[H + j] = da_u
+            darec[2 * H + j] = dhn
+            return zero, dt(direct), zero
+        else:
+            tc = dt(tanh(ct))
+            dc = dt(lstm_cell_grad(tot, dcf, g[3 * H + j], tc))
+            dcv = dt(clip(dc, bound)) if do_clip else dc
+            da_i, da_f, da_g, da_o, dcp = lstm_backward(tot, dcv, g[j], g[H + j], g[2 * H + j], g[3 * H + j], cp, tc)
+            da[j] = da_i
+            da[H + j] = da_f
+            da[2 * H + j] = da_g
+            da[3 * H + j] = da_o
+            return dc * dc, zero, dt(dcp)
+
+    # ------------------------------------------------------------------
+    # Persistent kernels: one block per batch tile runs all T steps
+    # ------------------------------------------------------------------
+
+    @cuda.jit
+    def fwd_persistent(cell, W, WT, wshared, bhn, h0, c0, h, c, gates, hn, BM):
+        """Forward over all T steps for batch rows [blockIdx.x*BM, +BM).
+
+        Dynamic shared memory: [W^T (H, GH) if wshared] [h double buffer 2*BM*H]
+        [products BM*GH] [s = r ⊙ h_{t-1} BM*H]. ``WT`` is W_h^T in global memory.
+        """
+        T = gates.shape[0]
+        B = h0.shape[0]
+        H = h0.shape[1]
+        GH = W.shape[0]
+        tid = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        b0 = cuda.blockIdx.x * BM
+        nb = min(BM, B - b0)
+        sm = cuda.shared.array(0, at)
+        off = 0
+        if wshared:
+            for e in range(tid, H * GH, nt):
+                sm[e] = WT[e // GH, e % GH]
+            off = H * GH
+        hb = off
+        zb = hb + 2 * BM * H
+        sb = zb + BM * GH
+        for e in range(tid, nb * H, nt):
+            sm[hb + e] = h0[b0 + e // H, e % H]
+        cuda.syncthreads()
+        nc1 = 2 * H if cell == GRU else GH
+        for t in range(T):
+            cur = hb + (t % 2) * BM * H
+            nxt = hb + ((t + 1) % 2) * BM * H
+            # the recurrent products z = h_{t-1} W_h^T of this tile's rows
+            for e in range(tid, nb * nc1, nt):
+                r = e // nc1
+                col = e % nc1
+                s = zero
+                if wshared:
+                    for k in range(H):
+                        s += sm[cur + r * H + k] * sm[k * GH + col]
+                else:
+                    for k in range(H):
+                        s += sm[cur + r * H + k] * WT[k, col]
+                sm[zb + r * GH + col] = s
+            cuda.syncthreads()
+            for e in range(tid, nb * H, nt):
+                r = e // H
+                j = e % H
+                b = b0 + r
+                z = zb + r * GH
+                hp = sm[cur + r * H + j]
+                cp = zero
+                if cell == LSTM:
+                    cp = c0[b, j] if t == 0 else c[t - 1, b, j]
+                z1 = sm[z + H + j] if GH > H else zero
+                z2 = sm[z + 2 * H + j] if (GH > 2 * H and cell != GRU) else zero
+                z3 = sm[z + 3 * H + j] if GH > 3 * H else zero
+                v = fwd_elem(cell, H, j, gates[t, b], sm[z + j], z1, z2, z3, hp, cp,
+                             bhn[j] if cell == GRU_CUDNN else zero, c[t, b] if cell == LSTM else c[0, 0],
+                             hn[t, b] if cell == GRU_CUDNN else hn[0, 0])
+                if cell == GRU:
+                    sm[sb + r * H + j] = v
+                else:
+                    sm[nxt + r * H + j] = v
+                    h[t, b, j] = v
+            cuda.syncthreads()
+            if cell == GRU:
+                for e in range(tid, nb * H, nt):
+                    r = e // H
+                    j = e % H
+                    b = b0 + r
+                    s = zero
+                    if wshared:
+                        for k in range(H):
+                            s += sm[sb + r * H + k] * sm[k * GH + 2 * H + j]
+                    else:
+                        for k in range(H):
+                            s += sm[sb + r * H + k] * WT[k, 2 * H + j]
+                    v = gru_n_elem(H, j, gates[t, b], s, sm[cur + r * H + j])
+                    sm[nxt + r * H + j] = v
+                    h[t, b, j] = v
+                cuda.syncthreads()
+
+    @cuda.jit
+    def bwd_persistent(cell, W, wshared, dh, gates, h, c, hn, h0, c0, bound, do_clip,
+                       DA, DArec, dh_norm, dc_norm, direct, dcflow, dh0, BM, HP):
+        """The backward sweep t = T-1 … 0 for batch rows [blockIdx.x*BM, +BM), and ∂L/∂h_0.
+
+        Dynamic shared memory: [W_h (GH, H) if wshared] [DArec double buffer
+        2*BM*GH] [squares BM*HP] [squares of dc BM*HP] [da_n BM*H]. ``direct``
+        and ``dcflow`` (B, H) carry dh_direct and ∂L/∂c from step to step;
+        ``dcflow`` holds ∂L/∂c_T on entry and ∂L/∂c_0 on exit.
+        """
+        T = gates.shape[0]
+        B = h0.shape[0]
+        H = h0.shape[1]
+        GH = W.shape[0]
+        tid = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        b0 = cuda.blockIdx.x * BM
+        nb = min(BM, B - b0)
+        sm = cuda.shared.array(0, at)
+        off = 0
+        if wshared:
+            for e in range(tid, GH * H, nt):
+                sm[e] = W[e // H, e % H]
+            off = GH * H
+        db = off
+        qb = db + 2 * BM * GH
+        qc = qb + BM * HP
+        nbuf = qc + BM * HP
+        K1 = 2 * H if cell == GRU else GH
+        lstm = cell == LSTM
+        for e in range(tid, nb * H, nt):
+            direct[b0 + e // H, e % H] = zero
+        for e in range(tid, nb * HP, nt):
+            sm[qb + e] = zero
+            sm[qc + e] = zero
+        cuda.syncthreads()
+        for t in range(T - 1, -1, -1):
+            prv = db + ((t + 1) % 2) * BM * GH
+            cur = db + (t % 2) * BM * GH
+            kmax = K1 if t < T - 1 else 0
+            for e in range(tid, nb * H, nt):
+                r = e // H
+                j = e % H
+                b = b0 + r
+                flow = zero
+                if wshared:
+                    for k in range(kmax):
+                        flow += sm[prv + r * GH + k] * sm[k * H + j]
+                else:
+                    for k in range(kmax):
+                        flow += sm[prv + r * GH + k] * W[k, j]
+                tot = dh[t, b, j] + flow + direct[b, j]
+                sm[qb + r * HP + j] = tot * tot
+                hp = h0[b, j] if t == 0 else h[t - 1, b, j]
+                cp = zero
+                ct = zero
+                dcf = zero
+                if lstm:
+                    cp = c0[b, j] if t == 0 else c[t - 1, b, j]
+                    ct = c[t, b, j]
+                    dcf = dcflow[b, j]
+                dc2, dir_, dcp = bwd_elem(cell, H, j, tot, gates[t, b], DA[t, b], DArec[t, b], hp, cp, ct,
+                                          hn[t, b, j] if cell == GRU_CUDNN else zero, dcf, bound, do_clip)
+                direct[b, j] = dir_
+                if lstm:
+                    dcflow[b, j] = dcp
+                    sm[qc + r * HP + j] = dc2
+                if cell == GRU:
+                    sm[cur + r * GH + H + j] = DA[t, b, H + j]
+                    sm[nbuf + r * H + j] = DA[t, b, 2 * H + j]
+                else:
+                    for gi in range(GH // H):
+                        sm[cur + r * GH + gi * H + j] = DArec[t, b, gi * H + j]
+            cuda.syncthreads()
+            if cell == GRU:  # ds = da_n W_hn, then da_r and the reset path into h_{t-1}
+                for e in range(tid, nb * H, nt):
+                    r = e // H
+                    j = e % H
+                    b = b0 + r
+                    ds = zero
+                    if wshared:
+                        for k in range(H):
+                            ds += sm[nbuf + r * H + k] * sm[(2 * H + k) * H + j]
+                    else:
+                        for k in range(H):
+                            ds += sm[nbuf + r * H + k] * W[2 * H + k, j]
+                    hp = h0[b, j] if t == 0 else h[t - 1, b, j]
+                    da_r, through = gru_reset_backward(ds, gates[t, b, j], hp)
+                    DA[t, b, j] = da_r
+                    sm[cur + r * GH + j] = da_r
+                    direct[b, j] += through
+            # fixed-order tree reductions of the squares over hidden units
+            s = HP // 2
+            while s > 0:
+                cuda.syncthreads()
+                for e in range(tid, nb * s, nt):
+                    r = e // s
+                    j = e % s
+                    sm[qb + r * HP + j] += sm[qb + r * HP + j + s]
+                    if lstm:
+                        sm[qc + r * HP + j] += sm[qc + r * HP + j + s]
+                s //= 2
+            cuda.syncthreads()
+            for r in range(tid, nb, nt):
+                dh_norm[t, b0 + r] = math.sqrt(sm[qb + r * HP])
+                sm[qb + r * HP] = zero
+                if lstm:
+                    dc_norm[t, b0 + r] = math.sqrt(sm[qc + r * HP])
+                    sm[qc + r * HP] = zero
+            cuda.syncthreads()
+        # ∂L/∂h_0 = DArec_0 W_h + dh_direct
+        for e in range(tid, nb * H, nt):
+            r = e // H
+            j = e % H
+            flow = zero
+            if wshared:
+                for k in range(K1):
+                    flow += sm[db + r * GH + k] * sm[k * H + j]
+            else:
+                for k in range(K1):
+                    flow += sm[db + r * GH + k] * W[k, j]
+            dh0[b0 + r, j] = flow + direct[b0 + r, j]
+
+    # ------------------------------------------------------------------
+    # Per-step kernels: a tile of the recurrent product, then the gate math on it
+    # ------------------------------------------------------------------
+
+    @cuda.jit(device=True)
+    def tile_product(sm, V3, V0, tv, voff, K, W, wtrans, woff, ng, H, b0, j0, B):
+        """A block's tile of the product V W, written to sm[zs:] as (rows, STEP_XW).
+
+        Rows are batch rows b0 + ty + i*blockDim.y (i < STEP_RM); a column x of
+        the block is gate block x // (STEP_XW // ng) at hidden unit
+        j0 + x % (STEP_XW // ng). V is V3[tv] (or V0 when tv < 0), its columns
+        voff … voff+K; w(k, col) = W[woff + col, k] when wtrans, else
+        W[woff + k, col]. Returns the offset of the products in ``sm``.
+        """
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        nty = cuda.blockDim.y
+        tid = ty * STEP_XW + tx
+        nt = STEP_XW * nty
+        BMr = nty * STEP_RM
+        vs = 0
+        ws = BMr * STEP_BK
+        zs = ws + STEP_BK * STEP_XW
+        bnj = STEP_XW // ng
+        acc = cuda.local.array(STEP_RM, at)
+        for i in range(STEP_RM):
+            acc[i] = zero
+        for k0 in range(0, K, STEP_BK):
+            for l in range(tid, BMr * STEP_BK, nt):
+                kk = l % STEP_BK
+                r = l // STEP_BK
+                b = b0 + r
+                v = zero
+                if b < B and k0 + kk < K:
+                    v = V0[b, voff + k0 + kk] if tv < 0 else V3[tv, b, voff + k0 + kk]
+                sm[vs + r * STEP_BK + kk] = v
+            for l in range(tid, STEP_BK * STEP_XW, nt):
+                if wtrans:
+                    kk = l % STEP_BK
+                    x = l // STEP_BK
+                else:
+                    x = l % STEP_XW
+                    kk = l // STEP_XW
+                g = x // bnj
+                j = j0 + x % bnj
+                v = zero
+                if g < ng and j < H and k0 + kk < K:
+                    v = W[woff + g * H + j, k0 + kk] if wtrans else W[woff + k0 + kk, g * H + j]
+                sm[ws + kk * STEP_XW + x] = v
+            cuda.syncthreads()
+            for kk in range(min(STEP_BK, K - k0)):
+                w = sm[ws + kk * STEP_XW + tx]
+                for i in range(STEP_RM):
+                    acc[i] += sm[vs + (ty + i * nty) * STEP_BK + kk] * w
+            cuda.syncthreads()
+        for i in range(STEP_RM):
+            sm[zs + (ty + i * nty) * STEP_XW + tx] = acc[i]
+        cuda.syncthreads()
+        return zs
+
+    @cuda.jit
+    def fwd_step(cell, t, W, bhn, h0, c0, h, c, gates, hn, S):
+        """Step t of the forward pass for one (rows, hidden units) tile; for ``gru`` its r, u phase."""
+        H = h0.shape[1]
+        B = h0.shape[0]
+        ng = 2 if cell == GRU else W.shape[0] // H
+        bnj = STEP_XW // ng
+        j0 = cuda.blockIdx.x * bnj
+        BMr = cuda.blockDim.y * STEP_RM
+        b0 = cuda.blockIdx.y * BMr
+        sm = cuda.shared.array(0, at)
+        zs = tile_product(sm, h, h0, t - 1, 0, H, W, True, 0, ng, H, b0, j0, B)
+        tid = cuda.threadIdx.y * STEP_XW + cuda.threadIdx.x
+        for e in range(tid, BMr * bnj, STEP_XW * cuda.blockDim.y):
+            r = e // bnj
+            jj = e % bnj
+            b = b0 + r
+            j = j0 + jj
+            if b < B and j < H:
+                z = zs + r * STEP_XW + jj
+                hp = h0[b, j] if t == 0 else h[t - 1, b, j]
+                cp = zero
+                if cell == LSTM:
+                    cp = c0[b, j] if t == 0 else c[t - 1, b, j]
+                z1 = sm[z + bnj] if ng > 1 else zero
+                z2 = sm[z + 2 * bnj] if ng > 2 else zero
+                z3 = sm[z + 3 * bnj] if ng > 3 else zero
+                v = fwd_elem(cell, H, j, gates[t, b], sm[z], z1, z2, z3, hp, cp,
+                             bhn[j] if cell == GRU_CUDNN else zero, c[t, b] if cell == LSTM else c[0, 0],
+                             hn[t, b] if cell == GRU_CUDNN else hn[0, 0])
+                if cell == GRU:
+                    S[b, j] = v
+                else:
+                    h[t, b, j] = v
+
+    @cuda.jit
+    def fwd_step_gru_n(t, W, h0, h, gates, S):
+        """Step t of the full GRU, second phase: the candidate from W_hn (r ⊙ h_{t-1}), and h_t."""
+        H = h0.shape[1]
+        B = h0.shape[0]
+        j0 = cuda.blockIdx.x * STEP_XW
+        BMr = cuda.blockDim.y * STEP_RM
+        b0 = cuda.blockIdx.y * BMr
+        sm = cuda.shared.array(0, at)
+        zs = tile_product(sm, gates, S, -1, 0, H, W, True, 2 * H, 1, H, b0, j0, B)
+        tid = cuda.threadIdx.y * STEP_XW + cuda.threadIdx.x
+        for e in range(tid, BMr * STEP_XW, STEP_XW * cuda.blockDim.y):
+            r = e // STEP_XW
+            jj = e % STEP_XW
+            b = b0 + r
+            j = j0 + jj
+            if b < B and j < H:
+                hp = h0[b, j] if t == 0 else h[t - 1, b, j]
+                h[t, b, j] = gru_n_elem(H, j, gates[t, b], sm[zs + r * STEP_XW + jj], hp)
+
+    @cuda.jit
+    def bwd_step(cell, t, W, dh, gates, h, c, hn, h0, c0, bound, do_clip,
+                 DA, DArec, part_h, part_c, direct, dcflow):
+        """Step t of the backward sweep for one tile: ∂L/∂h_t from DArec_{t+1} W_h, then the gate gradients.
+
+        Writes the tile's partial sums of squares to part_h[t, b, blockIdx.x]
+        (and part_c for the LSTM).
+        """
+        T = gates.shape[0]
+        H = h0.shape[1]
+        B = h0.shape[0]
+        GH = W.shape[0]
+        j0 = cuda.blockIdx.x * STEP_XW
+        BMr = cuda.blockDim.y * STEP_RM
+        b0 = cuda.blockIdx.y * BMr
+        K1 = 2 * H if cell == GRU else GH
+        sm = cuda.shared.array(0, at)
+        zs = tile_product(sm, DArec, DArec[0], t + 1, 0, K1 if t < T - 1 else 0, W, False, 0, 1, H, b0, j0, B)
+        qs = zs + BMr * STEP_XW
+        qc = qs + BMr * STEP_XW
+        tid = cuda.threadIdx.y * STEP_XW + cuda.threadIdx.x
+        nt = STEP_XW * cuda.blockDim.y
+        lstm = cell == LSTM
+        for e in range(tid, BMr * STEP_XW, nt):
+            r = e // STEP_XW
+            jj = e % STEP_XW
+            b = b0 + r
+            j = j0 + jj
+            q = zero
+            qq = zero
+            if b < B and j < H:
+                dir0 = direct[b, j] if t < T - 1 else zero
+                tot = dh[t, b, j] + sm[zs + e] + dir0
+                q = tot * tot
+                hp = h0[b, j] if t == 0 else h[t - 1, b, j]
+                cp = zero
+                ct = zero
+                dcf = zero
+                if lstm:
+                    cp = c0[b, j] if t == 0 else c[t - 1, b, j]
+                    ct = c[t, b, j]
+                    dcf = dcflow[b, j]
+                dc2, dir_, dcp = bwd_elem(cell, H, j, tot, gates[t, b], DA[t, b], DArec[t, b], hp, cp, ct,
+                                          hn[t, b, j] if cell == GRU_CUDNN else zero, dcf, bound, do_clip)
+                direct[b, j] = dir_
+                if lstm:
+                    dcflow[b, j] = dcp
+                    qq = dc2
+            sm[qs + e] = q
+            sm[qc + e] = qq
+        s = STEP_XW // 2
+        while s > 0:
+            cuda.syncthreads()
+            for e in range(tid, BMr * s, nt):
+                r = e // s
+                jj = e % s
+                sm[qs + r * STEP_XW + jj] += sm[qs + r * STEP_XW + jj + s]
+                if lstm:
+                    sm[qc + r * STEP_XW + jj] += sm[qc + r * STEP_XW + jj + s]
+            s //= 2
+        cuda.syncthreads()
+        for r in range(tid, BMr, nt):
+            if b0 + r < B:
+                part_h[t, b0 + r, cuda.blockIdx.x] = sm[qs + r * STEP_XW]
+                if lstm:
+                    part_c[t, b0 + r, cuda.blockIdx.x] = sm[qc + r * STEP_XW]
+
+    @cuda.jit
+    def bwd_step_gru_s(t, W, gates, h, h0, DA, direct):
+        """Step t of the full GRU backward, second phase: ds = da_n W_hn, da_r and the reset path."""
+        H = h0.shape[1]
+        B = h0.shape[0]
+        j0 = cuda.blockIdx.x * STEP_XW
+        BMr = cuda.blockDim.y * STEP_RM
+        b0 = cuda.blockIdx.y * BMr
+        sm = cuda.shared.array(0, at)
+        zs = tile_product(sm, DA, h0, t, 2 * H, H, W, False, 2 * H, 1, H, b0, j0, B)
+        tid = cuda.threadIdx.y * STEP_XW + cuda.threadIdx.x
+        for e in range(tid, BMr * STEP_XW, STEP_XW * cuda.blockDim.y):
+            r = e // STEP_XW
+            jj = e % STEP_XW
+            b = b0 + r
+            j = j0 + jj
+            if b < B and j < H:
+                hp = h0[b, j] if t == 0 else h[t - 1, b, j]
+                da_r, through = gru_reset_backward(sm[zs + e], gates[t, b, j], hp)
+                DA[t, b, j] = da_r
+                direct[b, j] += through
+
+    @cuda.jit
+    def bwd_final(cell, W, h0, DArec, direct, dh0):
+        """∂L/∂h_0 = DArec_0 W_h + dh_direct (for ``gru`` only the r, u blocks act on h_{-1} through W_h)."""
+        H = h0.shape[1]
+        B = h0.shape[0]
+        j0 = cuda.blockIdx.x * STEP_XW
+        BMr = cuda.blockDim.y * STEP_RM
+        b0 = cuda.blockIdx.y * BMr
+        K1 = 2 * H if cell == GRU else W.shape[0]
+        sm = cuda.shared.array(0, at)
+        zs = tile_product(sm, DArec, h0, 0, 0, K1, W, False, 0, 1, H, b0, j0, B)
+        tid = cuda.threadIdx.y * STEP_XW + cuda.threadIdx.x
+        for e in range(tid, BMr * STEP_XW, STEP_XW * cuda.blockDim.y):
+            r = e // STEP_XW
+            jj = e % STEP_XW
+            b = b0 + r
+            j = j0 + jj
+            if b < B and j < H:
+                dh0[b, j] = sm[zs + e] + direct[b, j]
+
+    return SimpleNamespace(**{k: v for k, v in locals().items() if hasattr(v, "py_func") or callable(v)})

@@ -1,0 +1,410 @@
+"""The CUDA backend (numba.cuda): forward and full BPTT for every cell on an NVIDIA GPU.
+
+The structure is the CPU backend's (:mod:`gradlab.kernels.cpu`), with the
+kernels of :mod:`gradlab.kernels._cuda_kernels`:
+
+* forward: the input projection ``x W_x^T + b`` of all T steps is one tiled
+  matrix product, written into the gates buffer; then the time loop, either
+  one *persistent* launch (small H: one block per tile of batch rows loops
+  over t, W_h in shared memory when it fits) or one fused launch per step (a
+  tile of ``h_{t-1} W_h^T`` and the gate math on it; two for ``gru``, whose
+  candidate needs the whole of r ⊙ h_{t-1});
+* backward: the sweep t = T … 1 in the same two forms, forming the total
+  ∂L/∂h_t (and ∂L/∂c_t), recording its norm before ``clip_step``, storing the
+  gate gradients DA (and DArec, which differs from DA in the n block of
+  ``gru_cudnn``); then dW_x, dW_h, dx as whole-sequence products and db, db_hn
+  as column sums.
+
+Every reduction runs in a fixed order (no atomics), so results do not change
+from run to run. Arrays stay on the device between the kernels; inputs given
+as NumPy arrays are copied to the device once per call, and results come back
+as the kind ``x`` (forward) or ``dh`` (backward) was: NumPy arrays or numba
+device arrays. A forward pass on NumPy input returns a NumPy :class:`Trace`
+that also keeps its device arrays (``trace._cuda``), so the backward pass on
+that trace copies nothing back up.
+
+Without a CUDA driver (and without ``NUMBA_ENABLE_CUDASIM=1``) or without
+numba-cuda, every call raises a RuntimeError that says why; importing this
+module needs neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..types import Grads, Params, Trace
+from .cells import CellSpec
+
+#: How the time loop runs: "auto" (persistent for small H, one launch per step
+#: otherwise), "persistent" or "stepwise". Tests and benchmarks set it.
+STRATEGY = "auto"
+
+#: Largest H for which "auto" picks the persistent kernels.
+PERSISTENT_MAX_H = 256
+
+#: Static + dynamic shared memory a block may use without opting in (bytes).
+SHARED_LIMIT = 48 * 1024
+
+_cuda_module = None
+
+
+def _unavailable(reason: str) -> RuntimeError:
+    return RuntimeError(
+        f"backend 'cuda' is not available: {reason}. Use backend='cpu' or 'numpy', or run on the CUDA "
+        "simulator by setting NUMBA_ENABLE_CUDASIM=1 before numba.cuda is first imported."
+    )
+
+
+def cuda_module():
+    """numba.cuda, once a device (or the simulator) is known to be there; else a RuntimeError saying why."""
+    global _cuda_module
+    if _cuda_module is not None:
+        return _cuda_module
+    if not hasattr(np, "row_stack"):
+        # numba-cuda <= 0.30 registers an overload of np.row_stack (an alias of
+        # np.vstack that NumPy 2.5 removed) when it first compiles, and fails
+        # without it: restore the alias (found on an H200 machine, numpy 2.5.2).
+        np.row_stack = np.vstack
+    try:
+        from numba import cuda
+    except Exception as err:  # numba-cuda missing or broken
+        raise _unavailable(f"numba.cuda cannot be imported ({err}); install numba-cuda: pip install 'gradlab[cuda]'") from err
+    try:
+        ok = cuda.is_available()
+    except Exception as err:
+        raise _unavailable(f"the CUDA driver failed to initialise ({err})") from err
+    if not ok:
+        why = None
+        try:
+            why = cuda.cuda_error()
+        except Exception:  # pragma: no cover - depends on the numba-cuda version
+            pass
+        raise _unavailable(f"no CUDA driver or GPU found ({why or 'numba.cuda.is_available() is False'})")
+    _cuda_module = cuda
+    return cuda
+
+
+def available() -> bool:
+    """True when the backend can run (a GPU, or the CUDA simulator)."""
+    try:
+        cuda_module()
+    except RuntimeError:
+        return False
+    return True
+
+
+def simulating() -> bool:
+    """True when the backend runs on the CUDA simulator."""
+    cuda_module()
+    from . import _cuda_kernels
+
+    return _cuda_kernels.SIM
+
+
+def is_device_array(a: Any) -> bool:
+    """A numba device array (or the simulator's stand-in for one)."""
+    return a is not None and not isinstance(a, np.ndarray) and callable(getattr(a, "copy_to_host", None))
+
+
+def _ker(dtype):
+    cuda_module()
+    from . import _cuda_kernels
+
+    return _cuda_kernels, _cuda_kernels.kernels(np.dtype(dtype).type)
+
+
+@dataclass
+class _DeviceTrace:
+    """The device arrays of a forward pass, kept with a NumPy :class:`Trace` for its backward pass."""
+
+    h: Any
+    c: Any
+    x: Any
+    h0: Any
+    c0: Any
+    gates: Any
+    hn: Any
+
+
+def _to_device(cuda, a):
+    return None if a is None else (a if is_device_array(a) else cuda.to_device(np.ascontiguousarray(a)))
+
+
+def _dummy(cuda, dtype, ndim):
+    return cuda.to_device(np.zeros((1,) * ndim, dtype))
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+# ----------------------------------------------------------------------------
+# Launch helpers
+# ----------------------------------------------------------------------------
+
+
+def _gemm(K_, k, A, B, C, ta=False, tb=False, bias=None, accumulate=False):
+    """C (+)= op(A) op(B) (+ bias) on the device."""
+    M, N = C.shape
+    if M == 0 or N == 0:
+        return
+    grid = (_cdiv(N, K_.GEMM_BN), _cdiv(M, K_.GEMM_BM))
+    has_bias = bias is not None
+    if bias is None:
+        bias = C[0]
+    k.gemm[grid, (K_.GEMM_TN, K_.GEMM_TM), 0, K_.GEMM_SHARED * C.dtype.itemsize](A, B, C, ta, tb, bias, has_bias,
+                                                                             accumulate)
+
+
+def _colsum(cuda, K_, k, A, out):
+    """out[n] = Σ_r A[r, n], in a fixed order."""
+    R, N = A.shape
+    threads = K_.THREADS_1D
+    chunk = max(1, _cdiv(R, 2 if K_.SIM else 64))
+    nchunks = _cdiv(R, chunk) if R else 1
+    part = cuda.device_array((nchunks, N), out.dtype)
+    if R == 0:
+        k.fill[_cdiv(N, threads), threads](out, 0)
+        return
+    k.colsum_partial[(_cdiv(N, threads), nchunks), threads](A, part, chunk)
+    k.colsum_final[_cdiv(N, threads), threads](part, out)
+
+
+def _zeros(cuda, K_, k, shape, dtype):
+    a = cuda.device_array(shape, dtype)
+    flat = a.reshape(-1)
+    threads = K_.THREADS_1D
+    if flat.shape[0]:
+        k.fill[_cdiv(flat.shape[0], threads), threads](flat, 0)
+    return a
+
+
+def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
+    """Choose the persistent or the stepwise kernels, and their launch shapes.
+
+    Returns ("persistent", blocks, threads, BM, wshared, shared_bytes) or
+    ("stepwise", rows-per-block-threads, shared_bytes).
+    """
+    G = spec.num_gates
+    GH = G * H
+    strategy = STRATEGY
+    if strategy == "auto":
+        strategy = "persistent" if H <= PERSISTENT_MAX_H else "stepwise"
+    if strategy == "persistent":
+        threads = K_.PERSISTENT_THREADS
+        BM = max(1, _cdiv(B, K_.PERSISTENT_BLOCKS))
+        HP = 1 << max(0, (H - 1).bit_length())
+        while True:
+            if backward:
+                words = 2 * BM * GH + 2 * BM * HP + BM * H
+            else:
+                words = 2 * BM * H + BM * GH + BM * H
+            if words * itemsize <= SHARED_LIMIT or BM == 1:
+                break
+            BM = max(1, BM // 2)
+        if words * itemsize <= SHARED_LIMIT:
+            wshared = (words + GH * H) * itemsize <= SHARED_LIMIT
+            nbytes = (words + (GH * H if wshared else 0)) * itemsize
+            return ("persistent", _cdiv(B, BM), threads, BM, wshared, nbytes, HP)
+    # one launch per step
+    XW, RM, BK = K_.STEP_XW, K_.STEP_RM, K_.STEP_BK
+    ty = max(1, min(2 if K_.SIM else 8, _cdiv(B, RM)))
+    BMr = ty * RM
+    nbytes = (BMr * BK + BK * XW + 3 * BMr * XW) * itemsize
+    return ("stepwise", ty, nbytes)
+
+
+def time_loop(cell: str, B: int, H: int, dtype=np.float32) -> str:
+    """Which time loop the forward pass runs for this shape: "persistent" or "stepwise"."""
+    from .cells import get_cell
+
+    K_, _ = _ker(dtype)
+    return _plan(K_, get_cell(cell), B, H, np.dtype(dtype).itemsize, backward=False)[0]
+
+
+# ----------------------------------------------------------------------------
+# forward / backward
+# ----------------------------------------------------------------------------
+
+
+def forward(spec: CellSpec, p: Params, x, h0, c0) -> Trace:
+    """Forward pass on validated inputs (called by :func:`gradlab.forward`)."""
+    cuda = cuda_module()
+    K_, k = _ker(x.dtype)
+    return _forward(cuda, K_, k, spec, p, x, h0, c0)
+
+
+def _forward(cuda, K_, k, spec, p, x, h0, c0):
+    host = not is_device_array(x)
+    dtype = np.dtype(x.dtype)
+    T, B, D = x.shape
+    H, G = p.hidden_size, spec.num_gates
+    GH = G * H
+    lstm, cudnn, gru = spec.has_cell_state, spec.has_b_hn, spec.name == "gru"
+    cell = K_.CELL_ID[spec.name]
+
+    dx = _to_device(cuda, x)
+    W_x, W_h, b = (_to_device(cuda, a) for a in (p.W_x, p.W_h, p.b))
+    b_hn = _to_device(cuda, p.b_hn) if cudnn else _dummy(cuda, dtype, 1)
+    dh0 = _to_device(cuda, h0)
+    dc0 = _to_device(cuda, c0) if lstm else _dummy(cuda, dtype, 2)
+
+    gates = cuda.device_array((T, B, GH), dtype)
+    h = cuda.device_array((T, B, H), dtype)
+    c = cuda.device_array((T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
+    hn = cuda.device_array((T, B, H), dtype) if cudnn else _dummy(cuda, dtype, 3)
+
+    # the input projections of every step, into the gates buffer
+    _gemm(K_, k, dx.reshape(T * B, D), W_x, gates.reshape(T * B, GH), tb=True, bias=b)
+
+    plan = _plan(K_, spec, B, H, dtype.itemsize, backward=False)
+    if plan[0] == "persistent":
+        _, blocks, threads, BM, wshared, nbytes, _hp = plan
+        WT = cuda.device_array((H, GH), dtype)
+        t2 = K_.THREADS_2D
+        k.transpose[(_cdiv(H, t2), _cdiv(GH, t2)), (t2, t2)](W_h, WT)
+        k.fwd_persistent[blocks, threads, 0, nbytes](cell, W_h, WT, wshared, b_hn, dh0, dc0, h, c, gates, hn, BM)
+    else:
+        _, ty, nbytes = plan
+        XW, RM = K_.STEP_XW, K_.STEP_RM
+        ng = 2 if gru else G
+        S = cuda.device_array((B, H), dtype) if gru else _dummy(cuda, dtype, 2)
+        step = k.fwd_step[(_cdiv(H, XW // ng), _cdiv(B, ty * RM)), (XW, ty), 0, nbytes]
+        step_n = k.fwd_step_gru_n[(_cdiv(H, XW), _cdiv(B, ty * RM)), (XW, ty), 0, nbytes] if gru else None
+        for t in range(T):
+            step(cell, t, W_h, b_hn, dh0, dc0, h, c, gates, hn, S)
+            if gru:
+                step_n(t, W_h, dh0, h, gates, S)
+
+    dev = _DeviceTrace(h=h, c=c if lstm else None, x=dx, h0=dh0, c0=dc0 if lstm else None, gates=gates,
+                       hn=hn if cudnn else None)
+    if not host:
+        return Trace(cell=spec.name, h=h, c=dev.c, x=dx, h0=dh0, c0=dev.c0, gates=gates, hn=dev.hn, backend="cuda")
+    trace = Trace(
+        cell=spec.name, h=h.copy_to_host(), c=c.copy_to_host() if lstm else None, x=x, h0=h0, c0=c0,
+        gates=gates.copy_to_host(), hn=hn.copy_to_host() if cudnn else None, backend="cuda",
+    )
+    trace._cuda = dev
+    return trace
+
+
+def _device_trace(cuda, trace: Trace) -> _DeviceTrace:
+    """The trace's arrays on the device: kept from a cuda forward pass, else copied up once."""
+    dev = getattr(trace, "_cuda", None)
+    if isinstance(dev, _DeviceTrace) and dev.h.shape == trace.h.shape:
+        return dev
+    return _DeviceTrace(**{f: _to_device(cuda, getattr(trace, f)) for f in ("h", "c", "x", "h0", "c0", "gates", "hn")})
+
+
+def backward(spec: CellSpec, p: Params, trace: Trace, dh, dc_last, clip_step) -> Grads:
+    """Full BPTT on validated inputs (called by :func:`gradlab.backward`)."""
+    cuda = cuda_module()
+    K_, k = _ker(dh.dtype)
+    return _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step)
+
+
+def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
+    host = not is_device_array(dh)
+    dtype = np.dtype(dh.dtype)
+    tr = _device_trace(cuda, trace)
+    T, B, H = tr.h.shape
+    D = tr.x.shape[2]
+    G = spec.num_gates
+    GH = G * H
+    lstm, cudnn, gru = spec.has_cell_state, spec.has_b_hn, spec.name == "gru"
+    cell = K_.CELL_ID[spec.name]
+
+    W_x, W_h = _to_device(cuda, p.W_x), _to_device(cuda, p.W_h)
+    ddh = _to_device(cuda, dh)
+    c = tr.c if lstm else _dummy(cuda, dtype, 3)
+    c0 = tr.c0 if lstm else _dummy(cuda, dtype, 2)
+    hn = tr.hn if cudnn else _dummy(cuda, dtype, 3)
+
+    DA = cuda.device_array((T, B, GH), dtype)
+    DArec = cuda.device_array((T, B, GH), dtype) if cudnn else DA
+    dh_norm = cuda.device_array((T, B), dtype)
+    dc_norm = cuda.device_array((T, B), dtype) if lstm else _dummy(cuda, dtype, 2)
+    direct = cuda.device_array((B, H), dtype)
+    if lstm and dc_last is not None:
+        dcflow = cuda.device_array((B, H), dtype)
+        src = _to_device(cuda, dc_last)
+        t2 = K_.THREADS_2D
+        k.copy2d[(_cdiv(B, t2), _cdiv(H, t2)), (t2, t2)](src, dcflow)
+    elif lstm:
+        dcflow = _zeros(cuda, K_, k, (B, H), dtype)
+    else:
+        dcflow = _dummy(cuda, dtype, 2)
+    g_h0 = cuda.device_array((B, H), dtype)
+    bound = 0.0 if clip_step is None else float(clip_step)
+    do_clip = clip_step is not None
+
+    plan = _plan(K_, spec, B, H, dtype.itemsize, backward=True)
+    if plan[0] == "persistent":
+        _, blocks, threads, BM, wshared, nbytes, HP = plan
+        k.bwd_persistent[blocks, threads, 0, nbytes](
+            cell, W_h, wshared, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,
+            DA, DArec, dh_norm, dc_norm, direct, dcflow, g_h0, BM, HP)
+    else:
+        _, ty, nbytes = plan
+        XW, RM = K_.STEP_XW, K_.STEP_RM
+        grid = (_cdiv(H, XW), _cdiv(B, ty * RM))
+        NJ = grid[0]
+        part_h = cuda.device_array((T, B, NJ), dtype)
+        part_c = cuda.device_array((T, B, NJ), dtype) if lstm else _dummy(cuda, dtype, 3)
+        step = k.bwd_step[grid, (XW, ty), 0, nbytes]
+        step_s = k.bwd_step_gru_s[grid, (XW, ty), 0, nbytes] if gru else None
+        for t in range(T - 1, -1, -1):
+            step(cell, t, W_h, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,
+                 DA, DArec, part_h, part_c, direct, dcflow)
+            if gru:
+                step_s(t, W_h, tr.gates, tr.h, tr.h0, DA, direct)
+        k.bwd_final[grid, (XW, ty), 0, nbytes](cell, W_h, tr.h0, DArec, direct, g_h0)
+        threads = K_.THREADS_1D
+        k.norm_final[_cdiv(T * B, threads), threads](part_h, dh_norm)
+        if lstm:
+            k.norm_final[_cdiv(T * B, threads), threads](part_c, dc_norm)
+
+    # whole-sequence products
+    DA2 = DA.reshape(T * B, GH)
+    x2 = tr.x.reshape(T * B, D)
+    dW_x = cuda.device_array((GH, D), dtype)
+    _gemm(K_, k, DA2, x2, dW_x, ta=True)
+    dW_h = cuda.device_array((GH, H), dtype)
+    DR2 = DArec.reshape(T * B, GH)
+    h2 = tr.h.reshape(T * B, H)
+    rows = 2 * H if gru else GH
+    # Σ_t DArec_t^T h_{t-1}: the t = 0 term with h0, then the rest over the flattened (T-1)·B rows
+    _gemm(K_, k, DR2[:B, :rows], tr.h0, dW_h[:rows], ta=True)
+    if T > 1:
+        _gemm(K_, k, DR2[B:, :rows], h2[: (T - 1) * B], dW_h[:rows], ta=True, accumulate=True)
+    if gru:  # the n block of W_h acts on s = r ⊙ h_{t-1}
+        S = cuda.device_array((T, B, H), dtype)
+        threads = K_.THREADS_1D
+        k.reset_states[_cdiv(T * B * H, threads), threads](tr.gates, tr.h, tr.h0, S)
+        _gemm(K_, k, DA2[:, 2 * H:], S.reshape(T * B, H), dW_h[2 * H:], ta=True)
+    db = cuda.device_array(GH, dtype)
+    _colsum(cuda, K_, k, DA2, db)
+    db_hn = None
+    if cudnn:
+        db_hn = cuda.device_array(H, dtype)
+        _colsum(cuda, K_, k, DR2[:, 2 * H:], db_hn)
+    gx = cuda.device_array((T, B, D), dtype)
+    _gemm(K_, k, DA2, W_x, gx.reshape(T * B, D))
+
+    out = dict(W_x=dW_x, W_h=dW_h, b=db, b_hn=db_hn, x=gx, h0=g_h0, c0=dcflow if lstm else None,
+               dh_norm=dh_norm, dc_norm=dc_norm if lstm else None)
+    if host:
+        out = {name: None if a is None else a.copy_to_host() for name, a in out.items()}
+    return Grads(**out)
+
+
+def synchronize() -> None:
+    """Wait for every kernel launched so far (for timing)."""
+    cuda_module().synchronize()
+
+
+__all__ = ["forward", "backward", "available", "simulating", "is_device_array", "synchronize", "time_loop",
+           "STRATEGY"]

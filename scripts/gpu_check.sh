@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The GPU check of issue 7, on a machine with an NVIDIA GPU, in one run under 8 minutes:
+#   1. the CUDA backend's tests on the real device (NUMBA_ENABLE_CUDASIM=0), with the tests marked `gpu`;
+#   2. gradlab cuda vs gradlab cpu vs PyTorch cuDNN (benchmarks/gpu_compare.py), written to
+#      reports/performance/gpu.md and gpu.csv (and to $OUT/ when OUT is set), row by row.
+# Runs from the repository root without installing gradlab (PYTHONPATH=.) and without the internet.
+# Every step has a hard timeout, so the script cannot hang; it prints progress as it goes.
+#
+#   bash scripts/gpu_check.sh            # PYTHON=python3.12 to choose the interpreter
+set -u
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
+export NUMBA_ENABLE_CUDASIM=0          # the real device, not the simulator (tests/conftest.py respects this)
+export PYTHONUNBUFFERED=1
+OUTDIR=${OUT:-}
+TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-200}
+COMPARE_BUDGET=${GPU_CHECK_COMPARE_BUDGET:-210}   # no new measurement starts after this many seconds
+COMPARE_TIMEOUT=${GPU_CHECK_COMPARE_TIMEOUT:-260}
+start=$(date +%s)
+log() { echo "[gpu_check +$(( $(date +%s) - start ))s] $*"; }
+
+log "machine"
+(command -v nvidia-smi >/dev/null && timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv) || log "nvidia-smi not available"
+timeout 60 "$PY" - <<'PY' || log "version check failed"
+import numpy, numba
+try:
+    from importlib.metadata import version
+    nc = version("numba-cuda")
+except Exception:
+    nc = "absent"
+from numba import cuda
+print("python", __import__("sys").version.split()[0], "numpy", numpy.__version__, "numba", numba.__version__,
+      "numba-cuda", nc, "cuda available:", cuda.is_available())
+try:
+    import torch
+    print("torch", torch.__version__, "cuda:", torch.cuda.is_available(), "cudnn:", torch.backends.cudnn.version())
+except Exception as err:
+    print("torch: absent", err)
+PY
+
+log "1/2 the CUDA tests on the device (timeout ${TEST_TIMEOUT}s)"
+TEST_LOG=$(mktemp)
+timeout -k 10 "$TEST_TIMEOUT" "$PY" -m pytest tests/test_cuda.py -q -ra -p no:cacheprovider --durations=8 2>&1 | tee "$TEST_LOG"
+test_rc=${PIPESTATUS[0]}
+log "tests exit code: $test_rc (124 = timed out)"
+if [ -n "$OUTDIR" ]; then mkdir -p "$OUTDIR" && cp "$TEST_LOG" "$OUTDIR/gpu_tests.log"; fi
+
+log "2/2 the comparison (budget ${COMPARE_BUDGET}s, timeout ${COMPARE_TIMEOUT}s)"
+timeout -k 10 "$COMPARE_TIMEOUT" "$PY" benchmarks/gpu_compare.py --budget "$COMPARE_BUDGET"
+cmp_rc=$?
+log "comparison exit code: $cmp_rc (124 = timed out; rows written so far are kept)"
+if [ -f reports/performance/gpu.md ]; then cat reports/performance/gpu.md; fi
+log "done: tests $test_rc, comparison $cmp_rc"
+[ "$test_rc" -eq 0 ] && [ "$cmp_rc" -eq 0 ]

@@ -1,0 +1,329 @@
+"""The CUDA backend against the NumPy reference: every cell, dtype, record and option.
+
+By default these run on the CUDA simulator (tests/conftest.py sets
+NUMBA_ENABLE_CUDASIM=1 unless it is already set), with the simulator's tiny
+tiles and thread counts, so both time-loop strategies (persistent and one
+launch per step), partial tiles and several blocks are all exercised. On a
+machine with an NVIDIA GPU, ``NUMBA_ENABLE_CUDASIM=0 pytest tests/test_cuda.py``
+runs the same tests on the device, plus the ones marked ``gpu``
+(scripts/gpu_check.sh does this).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gradlab
+from conftest import make_problem
+from gradlab.kernels import cuda as gcuda
+
+ROOT = Path(__file__).resolve().parents[1]
+CELLS = gradlab.CELL_NAMES
+FIELDS = ("W_x", "W_h", "b", "b_hn", "x", "h0", "c0", "dh_norm", "dc_norm")
+TOL = {np.float64: 1e-10, np.float32: 1e-4}
+STRATEGIES = ("persistent", "stepwise")
+
+AVAILABLE = gcuda.available()
+SIM = AVAILABLE and gcuda.simulating()
+needs_cuda = pytest.mark.skipif(not AVAILABLE, reason="backend 'cuda' unavailable: no CUDA driver and no simulator")
+gpu = pytest.mark.skipif(not AVAILABLE or SIM, reason="needs a real NVIDIA GPU (running on the CUDA simulator or without one)")
+
+
+@pytest.fixture
+def strategy(request, monkeypatch):
+    """Run one test with a given time-loop strategy of the cuda backend."""
+    monkeypatch.setattr(gcuda, "STRATEGY", request.param)
+    return request.param
+
+
+def run(cell, backend, problem, clip_step=None):
+    p, x, h0, c0, dh, dc_last = problem
+    tr = gradlab.forward(cell, p, x, h0, c0, backend=backend)
+    return tr, gradlab.backward(cell, p, tr, dh, dc_last, backend=backend, clip_step=clip_step)
+
+
+def to_host(a):
+    return a.copy_to_host() if gcuda.is_device_array(a) else a
+
+
+def assert_agree(cell, problem, dtype, clip_step=None):
+    t_ref, g_ref = run(cell, "numpy", problem, clip_step)
+    t_cu, g_cu = run(cell, "cuda", problem, clip_step)
+    assert t_cu.backend == "cuda"
+    tol = TOL[dtype]
+    for name in ("h", "c", "gates", "hn"):
+        a, b = to_host(getattr(t_cu, name)), getattr(t_ref, name)
+        assert (a is None) == (b is None), name
+        if b is not None:
+            assert a.dtype == dtype and a.shape == b.shape, name
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max(), err_msg=f"{cell}.{name}")
+    for name in FIELDS:
+        a, b = to_host(getattr(g_cu, name)), getattr(g_ref, name)
+        assert (a is None) == (b is None), name
+        if b is not None:
+            assert a.dtype == dtype and a.shape == b.shape, name
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max(), err_msg=f"{cell}.{name}")
+    return g_cu
+
+
+# Shapes that cut into several tiles of the simulator's kernels: 2 persistent
+# blocks (the second one partial), several step tiles along H and along the batch,
+# a power-of-two padding in the norm reductions.
+SHAPE = dict(T=4, B=5, D=3, H=9)
+
+
+@needs_cuda
+@pytest.mark.parametrize("strategy", STRATEGIES, indirect=True)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", CELLS)
+def test_agrees_with_reference(cell, dtype, strategy):
+    assert_agree(cell, make_problem(cell, **SHAPE, dtype=dtype, seed=4, scale=1.2), dtype)
+
+
+@needs_cuda
+@pytest.mark.parametrize(("cell", "strategy"), [(c, "persistent") for c in CELLS] + [("gru", "stepwise"), ("lstm", "stepwise")],
+                         indirect=["strategy"])
+def test_clip_step_and_records(cell, strategy):
+    """clip_step acts inside BPTT (the norms are recorded before it), as in the reference."""
+    problem = make_problem(cell, **SHAPE, seed=6, scale=2.0)
+    g = assert_agree(cell, problem, np.float64, clip_step=0.05)
+    g_free = run(cell, "cuda", problem)[1]
+    assert not np.allclose(g.W_h, g_free.W_h)  # the clip changed something
+    np.testing.assert_allclose(g.dh_norm[-1], g_free.dh_norm[-1], rtol=1e-12)  # the last step sees no clip yet
+    assert (g.dc_norm is None) == (cell != "lstm")
+
+
+@needs_cuda
+@pytest.mark.parametrize("cell", ["rnn_tanh", "gru", "gru_cudnn", "lstm"])
+def test_device_arrays_in_and_out(cell):
+    """Device arrays in give device arrays out, with the values of the NumPy path; the trace stays on the device."""
+    cuda = gcuda.cuda_module()
+    p, x, h0, c0, dh, dc = problem = make_problem(cell, **SHAPE, seed=2)
+    t_host, g_host = run(cell, "cuda", problem, clip_step=0.5)
+    dev = lambda a: None if a is None else cuda.to_device(a)  # noqa: E731
+    pd = gradlab.Params(**{k: dev(v) for k, v in p.arrays().items()})
+    tr = gradlab.forward(cell, pd, dev(x), dev(h0), dev(c0), backend="cuda")
+    for name in ("h", "gates") + (("c",) if cell == "lstm" else ()) + (("hn",) if cell == "gru_cudnn" else ()):
+        assert gcuda.is_device_array(getattr(tr, name)), name
+        np.testing.assert_array_equal(getattr(tr, name).copy_to_host(), getattr(t_host, name))
+    g = gradlab.backward(cell, pd, tr, dev(dh), dev(dc), backend="cuda", clip_step=0.5)
+    for name in FIELDS:
+        a, b = getattr(g, name), getattr(g_host, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert gcuda.is_device_array(a), name
+            np.testing.assert_array_equal(a.copy_to_host(), b, err_msg=name)
+    # host data with device params, and a NumPy trace (from the cuda forward) with a device dh
+    tr2 = gradlab.forward(cell, pd, x, h0, c0, backend="cuda")
+    assert isinstance(tr2.h, np.ndarray) and tr2._cuda is not None
+    g2 = gradlab.backward(cell, p, tr2, dev(dh), dev(dc), backend="cuda", clip_step=0.5)
+    np.testing.assert_array_equal(g2.W_h.copy_to_host(), g_host.W_h)
+
+
+@needs_cuda
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_trace_from_another_backend(cell):
+    """The cuda backward runs on a trace computed by the cpu backend (copied to the device once)."""
+    p, x, h0, c0, dh, dc = make_problem(cell, **SHAPE, seed=3)
+    tr = gradlab.forward(cell, p, x, h0, c0, backend="cpu")
+    g = gradlab.backward(cell, p, tr, dh, dc, backend="cuda")
+    g_ref = gradlab.backward(cell, p, tr, dh, dc, backend="numpy")
+    for name in FIELDS:
+        if getattr(g_ref, name) is not None:
+            np.testing.assert_allclose(getattr(g, name), getattr(g_ref, name), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@needs_cuda
+@pytest.mark.parametrize("cell", ["gru_cudnn", "lstm"])
+def test_deterministic(cell):
+    """Two runs give bit-identical results (fixed-order reductions, no atomics)."""
+    problem = make_problem(cell, **SHAPE, dtype=np.float32, seed=5)
+    g1 = run(cell, "cuda", problem, clip_step=0.3)[1]
+    g2 = run(cell, "cuda", problem, clip_step=0.3)[1]
+    for name in FIELDS:
+        a, b = getattr(g1, name), getattr(g2, name)
+        if a is not None:
+            assert a.tobytes() == b.tobytes(), name
+
+
+@needs_cuda
+def test_explosion_gives_inf_and_nan_records():
+    """Exploding runs produce inf/nan records where the reference does, never an exception."""
+    cell = "rnn_relu"
+    p, x, h0, c0, dh, dc = make_problem(cell, T=40, B=2, D=3, H=4, seed=2, scale=60.0)
+    with np.errstate(all="ignore"):
+        tr_ref = gradlab.forward(cell, p, x * 100, h0, c0, backend="numpy")
+        g_ref = gradlab.backward(cell, p, tr_ref, dh, dc, backend="numpy")
+        tr = gradlab.forward(cell, p, x * 100, h0, c0, backend="cuda")
+        g = gradlab.backward(cell, p, tr, dh, dc, backend="cuda")
+    np.testing.assert_array_equal(np.isfinite(g.dh_norm), np.isfinite(g_ref.dh_norm))
+
+
+# ---------------------------------------------------------------------------
+# Bad inputs given as device arrays (NumPy inputs: tests/test_validate.py, which
+# runs every check on every backend, this one included)
+# ---------------------------------------------------------------------------
+
+
+@needs_cuda
+def test_bad_device_arrays():
+    cuda = gcuda.cuda_module()
+    p, x, h0, c0, dh, dc = make_problem("lstm", **SHAPE, seed=1)
+    pd = gradlab.Params(**{k: cuda.to_device(v) for k, v in p.arrays().items()})
+    with pytest.raises(ValueError, match=r"^x: expected shape"):
+        gradlab.forward("lstm", pd, cuda.to_device(np.ascontiguousarray(x[:, :, :2])), backend="cuda")
+    with pytest.raises(TypeError, match=r"^x: dtype float32 does not match"):
+        gradlab.forward("lstm", pd, cuda.to_device(x.astype(np.float32)), backend="cuda")
+    with pytest.raises(TypeError, match=r"^params.W_x: dtype float32"):
+        gradlab.forward("lstm", gradlab.Params(cuda.to_device(p.W_x.astype(np.float32)), pd.W_h, pd.b), x,
+                        backend="cuda")
+    with pytest.raises(ValueError, match=r"^h0: expected 2 dimensions"):
+        gradlab.forward("lstm", pd, cuda.to_device(x), cuda.to_device(h0[0]), backend="cuda")
+    with pytest.raises(ValueError, match=r"^h0: device arrays must be C-contiguous"):
+        gradlab.forward("lstm", pd, cuda.to_device(x), cuda.to_device(np.repeat(h0, 2, axis=1))[:, ::2], backend="cuda")
+    xb = x.copy()
+    xb[1, 2, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^x: expected finite values, found 1 non-finite .*\(1, 2, 0\)"):
+        gradlab.forward("lstm", pd, cuda.to_device(xb), backend="cuda")
+    tr = gradlab.forward("lstm", pd, cuda.to_device(x), backend="cuda")
+    with pytest.raises(ValueError, match=r"^dh: .*axis 1 should be 5"):
+        gradlab.backward("lstm", pd, tr, cuda.to_device(np.ascontiguousarray(dh[:, :4])), backend="cuda")
+    with pytest.raises(ValueError, match=r"^dc_last: expected finite"):
+        bad = dc.copy()
+        bad[0, 0] = np.inf
+        gradlab.backward("lstm", pd, tr, cuda.to_device(dh), cuda.to_device(bad), backend="cuda")
+
+
+# ---------------------------------------------------------------------------
+# Without a driver, without numba-cuda
+# ---------------------------------------------------------------------------
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env=full_env, timeout=300, cwd=ROOT)
+
+
+NO_DRIVER = """
+    import numpy as np, gradlab
+    from numba import cuda
+    if cuda.is_available():
+        print("HAS-GPU")
+        raise SystemExit(0)
+    p = gradlab.init_params("gru", 2, 3)
+    try:
+        gradlab.forward("gru", p, np.zeros((2, 1, 2)), backend="cuda")
+    except RuntimeError as err:
+        print("RuntimeError:", err)
+"""
+
+
+def test_no_driver_raises_a_clear_error():
+    """Without the simulator and without a GPU, backend='cuda' says why, and gradlab still imports."""
+    out = _python(NO_DRIVER, NUMBA_ENABLE_CUDASIM="0")
+    assert out.returncode == 0, out.stderr
+    if "HAS-GPU" in out.stdout:
+        pytest.skip("a CUDA GPU is present: the no-driver error cannot be provoked here")
+    assert "RuntimeError: backend 'cuda' is not available: no CUDA driver or GPU found" in out.stdout, out.stdout
+    assert "NUMBA_ENABLE_CUDASIM=1" in out.stdout
+
+
+NO_NUMBA_CUDA = """
+    import sys, importlib.abc
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "numba.cuda" or name.startswith("numba.cuda.") or name.startswith("numba_cuda"):
+                raise ImportError("blocked: " + name)
+    sys.meta_path.insert(0, Block())
+    import numpy as np, gradlab
+    assert "cuda" in gradlab.available_backends()
+    p = gradlab.init_params("rnn_tanh", 2, 3)
+    try:
+        gradlab.forward("rnn_tanh", p, np.zeros((2, 1, 2)), backend="cuda")
+    except RuntimeError as err:
+        print("RuntimeError:", err)
+"""
+
+
+def test_import_without_numba_cuda():
+    out = _python(NO_NUMBA_CUDA)
+    assert out.returncode == 0, out.stderr
+    assert "RuntimeError: backend 'cuda' is not available: numba.cuda cannot be imported" in out.stdout, out.stdout
+    assert "gradlab[cuda]" in out.stdout
+
+
+# ---------------------------------------------------------------------------
+# The GPU comparison script's code path, at a tiny size (so it cannot rot)
+# ---------------------------------------------------------------------------
+
+
+@needs_cuda
+def test_gpu_compare_tiny(tmp_path):
+    env = {"NUMBA_ENABLE_CUDASIM": "1" if SIM else "0"}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_compare.py"), "--tiny", "--out", str(tmp_path)],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                         timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    md = (tmp_path / "gpu.md").read_text(encoding="utf-8")
+    assert "| cell |" in md and "gradlab-cuda" in md
+    csv = (tmp_path / "gpu.csv").read_text(encoding="utf-8")
+    assert "gradlab-cuda" in csv and "gradlab-cpu" in csv
+
+
+# ---------------------------------------------------------------------------
+# Real GPU only: realistic shapes, both strategies, bit-for-bit determinism
+# ---------------------------------------------------------------------------
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("strategy", ["auto", *STRATEGIES], indirect=True)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", CELLS)
+def test_gpu_agrees_at_real_shapes(cell, dtype, strategy):
+    for T, B, D, H in ((30, 7, 20, 40), (6, 67, 33, 300)):
+        if strategy == "persistent" and H > 256:
+            continue
+        assert_agree(cell, make_problem(cell, T, B, D, H, dtype=dtype, seed=7, scale=1.1), dtype, clip_step=0.5)
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("cell", CELLS)
+def test_gpu_deterministic(cell):
+    problem = make_problem(cell, 20, 33, 24, 130, dtype=np.float32, seed=1)
+    for strategy in STRATEGIES:
+        gcuda.STRATEGY = strategy
+        try:
+            g1 = run(cell, "cuda", problem, clip_step=0.3)[1]
+            g2 = run(cell, "cuda", problem, clip_step=0.3)[1]
+        finally:
+            gcuda.STRATEGY = "auto"
+        for name in FIELDS:
+            a, b = getattr(g1, name), getattr(g2, name)
+            if a is not None:
+                assert a.tobytes() == b.tobytes(), (strategy, name)
+
+
+@needs_cuda
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_host_backends_reject_device_arrays(backend):
+    """A device array handed to a host backend is a clear TypeError naming the argument."""
+    cuda = gcuda.cuda_module()
+    p, x, h0, c0, dh, dc = make_problem("lstm", **SHAPE, seed=2)
+    with pytest.raises(TypeError, match="x: backend .* takes NumPy arrays"):
+        gradlab.forward("lstm", p, cuda.to_device(x), backend=backend)
+    pd = gradlab.Params(W_x=p.W_x, W_h=cuda.to_device(p.W_h), b=p.b)
+    with pytest.raises(TypeError, match="params.W_h: backend"):
+        gradlab.forward("lstm", pd, x, backend=backend)
+    tr = gradlab.forward("lstm", p, x, h0, c0, backend=backend)
+    with pytest.raises(TypeError, match="dh: backend"):
+        gradlab.backward("lstm", p, tr, cuda.to_device(dh), backend=backend)
