@@ -201,3 +201,16 @@ def test_matmul_small_loops_and_blas(shape, dtype):
     cpu.matmul(a, b, out)
     np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4 if dtype == np.float32 else 1e-12,
                                atol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 7, 33])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sum_squares(n, dtype):
+    """The norm records' reduction equals the sum of squares, in float64, and propagates inf and nan."""
+    v = np.random.default_rng(n).normal(size=n).astype(dtype)
+    np.testing.assert_allclose(cpu.sum_squares(v), np.sum(v.astype(np.float64) ** 2), rtol=1e-14)
+    if n:
+        v[n // 2] = np.inf
+        assert cpu.sum_squares(v) == np.inf
+        v[0] = np.nan
+        assert np.isnan(cpu.sum_squares(v))

@@ -77,6 +77,29 @@ def matmul(a, b, out):
 
 
 @njit(cache=True, **JIT)
+def sum_squares(v):
+    """Σ v_j² in float64 with four interleaved partial sums, added in a fixed order.
+
+    Four independent accumulators hide the latency of the additions (a
+    single running sum cannot be vectorised without reassociation, which the
+    kernels do not allow) and keep the result the same on every run.
+    """
+    n = v.shape[0]
+    s0 = s1 = s2 = s3 = 0.0
+    m = n - n % 4
+    for j in range(0, m, 4):
+        a0, a1, a2, a3 = np.float64(v[j]), np.float64(v[j + 1]), np.float64(v[j + 2]), np.float64(v[j + 3])
+        s0 += a0 * a0
+        s1 += a1 * a1
+        s2 += a2 * a2
+        s3 += a3 * a3
+    for j in range(m, n):
+        a0 = np.float64(v[j])
+        s0 += a0 * a0
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True, **JIT)
 def _forward_chunk(cell, A, W_hT, W_hnT, b_hn, h0, c0, h, c, gates, hn, b0, b1):
     """The forward time loop for batch rows b0:b1 (see the module docstring).
 
@@ -192,10 +215,7 @@ def _backward_chunk(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, 
             for j in range(H):
                 total[j] = dh[t, b, j] + dh_flow[b, j] + dh_direct[b, j]
             if record:
-                ss = 0.0
-                for j in range(H):
-                    ss += total[j] * total[j]
-                dh_norm[t, b] = np.sqrt(ss)
+                dh_norm[t, b] = np.sqrt(sum_squares(total))
             if do_clip:
                 for j in range(H):
                     total[j] = clip(total[j], bound)
@@ -242,10 +262,7 @@ def _backward_chunk(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, bound, 
                 for j in range(H):
                     dc_flow[b, j] = lstm_cell_grad(total[j], dc_flow[b, j], g_[3 * H + j], da[3 * H + j])
                 if record:
-                    sc = 0.0
-                    for j in range(H):
-                        sc += dc_flow[b, j] * dc_flow[b, j]
-                    dc_norm[t, b] = np.sqrt(sc)
+                    dc_norm[t, b] = np.sqrt(sum_squares(dc_flow[b]))
                 for j in range(H):
                     dcv = clip(dc_flow[b, j], bound) if do_clip else dc_flow[b, j]
                     da_i, da_f, da_g, da_o, dcp = lstm_backward(total[j], dcv, g_[j], g_[H + j], g_[2 * H + j],
