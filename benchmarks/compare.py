@@ -600,7 +600,8 @@ def write_readme(path: Path, df: pd.DataFrame, compile_rows: list[dict], env: di
         "**How to rerun.** `make compare` runs the full comparison; this report came from "
         f"`{rerun_command(args)}` (`--quick`: a smoke run into a temporary folder). "
         "Data: [`results.csv`](results.csv), one row per config, cell, dtype and implementation; "
-        "[`meta.json`](meta.json) holds the environment.", "",
+        "[`meta.json`](meta.json) holds the environment. [`analysis.md`](analysis.md), written by hand, says what "
+        "bounds each missed target.", "",
         "## Method", "",
         f"- Median of {args.repeats} timed calls per implementation, after two untimed calls; the repeats go "
         "round-robin over the implementations so that changes in machine load hit all of them alike.",
