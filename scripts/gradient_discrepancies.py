@@ -10,6 +10,8 @@ import numpy as np, gradlab
 from conftest import make_problem
 from test_reference_gradients import finite_difference, relative_error, FIELDS
 from torch_cells import run as torch_run
+print("| cell | FD relative error | torch relative error |")
+print("|---|---|---|")
 for cell in gradlab.CELL_NAMES:
     p, x, h0, c0, dh, dc = make_problem(cell, T=5, B=2, D=3, H=4, seed=3)
     tr = gradlab.forward(cell, p, x, h0, c0, backend="numpy"); g = gradlab.backward(cell, p, tr, dh, dc, backend="numpy")
