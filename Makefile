@@ -3,6 +3,7 @@
 #   make bench       the asv benchmark suite, one quick pass against the current checkout
 #   make bench-smoke check that every asv benchmark imports and runs once, at one tiny parametrisation
 #   make compare     the peer comparison (SPEC §9), written to reports/performance/
+#   make reports     the main job: regenerate every report under reports/
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -10,7 +11,7 @@ ASV    := $(VENV)/bin/asv
 # The one parametrisation bench-smoke runs of each asv benchmark.
 SMOKE  := --bench "\('rnn_tanh', 'cpu', 'float64', '1000x1x32'\)" --bench "\('float64'\)"
 
-.PHONY: test venv bench-venv bench bench-smoke compare clean
+.PHONY: reports test venv bench-venv bench bench-smoke compare clean
 
 test: venv
 	$(PY) -m pytest
@@ -37,6 +38,8 @@ bench-smoke: bench-venv
 	$(ASV) machine --yes
 	$(ASV) check --python=same
 	$(ASV) run --python=same --quick --show-stderr --dry-run $(SMOKE)
+
+reports: compare
 
 compare: venv
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/compare.py
