@@ -22,6 +22,7 @@ hands them a non-finite gradient.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,7 @@ def _check_pair(params: dict, grads: dict) -> None:
             raise ValueError(f"grads[{k!r}]: shape {grads[k].shape} does not match the parameter's {p.shape}")
 
 
-class Optimizer:
+class Optimizer(ABC):
     """Base class: ``step(params, grads, lr)`` updates ``params`` in place.
 
     Parameters
@@ -75,8 +76,9 @@ class Optimizer:
         for k, p in params.items():
             p -= self._direction(k, grads[k]).astype(p.dtype, copy=False) * p.dtype.type(lr)
 
+    @abstractmethod
     def _direction(self, key: str, g: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The update direction for parameter ``key`` given its gradient ``g`` (before the learning rate)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.lr})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +73,7 @@ def one_hot(ids: np.ndarray, n: int, dtype) -> np.ndarray:
     return out
 
 
-class Task:
+class Task(ABC):
     """A long-range learning task, generated on the fly from a seed.
 
     Subclasses set the class or instance attributes below and implement
@@ -109,13 +110,13 @@ class Task:
     baseline_loss: float
     criterion: float
 
+    @abstractmethod
     def sample(self, batch_size: int, seed: Any = None, dtype=np.float64) -> Batch:
         """A batch of ``batch_size`` sequences drawn with ``seed`` (int, SeedSequence or Generator)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def metric(self, outputs: np.ndarray, batch: Batch) -> float:
         """The task's metric of the head's ``outputs`` (logits or predictions) on ``batch``."""
-        raise NotImplementedError
 
     def solved(self, metric: float) -> bool:
         """Whether ``metric`` meets the success criterion."""
