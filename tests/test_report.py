@@ -9,14 +9,7 @@ import pandas as pd
 import pytest
 
 from gradlab.report import Report, format_number, markdown_table, write_index
-
-
-def png_is_a_picture(path) -> bool:
-    """A PNG that decodes to an image with more than one colour (not blank)."""
-    import matplotlib.image as mpimg
-
-    img = mpimg.imread(path)
-    return img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 50 and float(img[..., :3].std()) > 0.01
+from study_helpers import png_is_a_picture
 
 
 def test_format_number():
