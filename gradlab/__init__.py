@@ -16,6 +16,7 @@ from .kernels.cells import CELL_NAMES, CELLS
 from .types import Grads, Params, Trace
 from . import losses, optim, sampling, tasks
 from .network import LossAndGrads, Network, Record
+from . import dynamics
 from .optim import SGD, Adam, StepDecay
 from .sampling import sample_text
 from .train import train
@@ -32,6 +33,7 @@ __all__ = [
     "backward",
     "clip",
     "default_backend",
+    "dynamics",
     "forward",
     "init_params",
     "interop",
