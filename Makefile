@@ -3,7 +3,7 @@
 #   make bench       the asv benchmark suite, one quick pass against the current checkout
 #   make bench-smoke check that every asv benchmark imports and runs once, at one tiny parametrisation
 #   make compare     the peer comparison (SPEC §9), written to reports/performance/
-#   make reports     the main job: regenerate every report under reports/
+#   make reports     the main job: run every study at default size, writing reports/ (gradlab study --all)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -39,7 +39,8 @@ bench-smoke: bench-venv
 	$(ASV) check --python=same
 	$(ASV) run --python=same --quick --show-stderr --dry-run $(SMOKE)
 
-reports: compare
+reports: venv
+	$(VENV)/bin/gradlab study --all
 
 compare: venv
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/compare.py

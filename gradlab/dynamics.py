@@ -925,7 +925,9 @@ def pascanu_bounds(cell: str, params: Params) -> PascanuBounds:
     threshold = 1.0 / gamma
     if spec.name in ("rnn_tanh", "rnn_relu"):
         applicable = True
-        vanish, explode = sigma < threshold, sigma > threshold
+        # σ_max = 1/γ up to rounding (e.g. an orthogonal W_h at scale 1) meets neither strict condition
+        tol = 1e-12 * threshold
+        vanish, explode = sigma < threshold - tol, sigma > threshold + tol
         phi = "tanh" if spec.name == "rnn_tanh" else "relu"
         reason = (f"J_t = diag({phi}'(a_t)) W_h with |{phi}'| <= {gamma:g}, so ||dL/dh_(T-k)|| <= "
                   f"(gamma * sigma_max)^k ||dL/dh_T|| (Pascanu et al. 2013, sec. 2.1)")

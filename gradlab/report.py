@@ -141,8 +141,8 @@ class Report:
 
     def add_table(self, df: pd.DataFrame, *, caption: str | None = None, digits: int = 3) -> None:
         """A Markdown table of ``df``, with an optional caption above it."""
-        parts = [f"*{caption.strip()}*", ""] if caption else []
-        self._body.append("\n".join(parts) + markdown_table(df, digits))
+        table = markdown_table(df, digits)
+        self._body.append(f"*{caption.strip()}*\n\n{table}" if caption else table)
 
     def add_data(self, df: pd.DataFrame, stem: str, *, describe: str | None = None) -> Path:
         """Write ``df`` to ``data/stem.csv`` (tidy rows) and list it among the report's data files."""
