@@ -71,19 +71,21 @@ class StudyContext:
         return self._executor
 
     def sweep(self, label: str, fn: Callable[[dict, int], Any], configs: list[dict], replicates: int = 1,
-              *, with_backend: bool = True) -> pd.DataFrame:
+              *, with_backend: bool = True, executor: Any = None) -> pd.DataFrame:
         """Run ``fn`` over ``configs`` × ``replicates`` (resumable), and return the tidy rows.
 
         Every config gets the study's ``backend`` and ``dtype`` added (unless
         ``with_backend`` is false: points that use no kernel), so they are
         columns of the results; the rows of finished points are kept in
-        ``.store/label/`` until the report is written.
+        ``.store/label/`` until the report is written. ``executor`` overrides
+        the study's (e.g. ``gradlab.sweep.connect("serial")`` for timings that
+        must not share the cores with other points).
         """
         if with_backend:
             configs = [{**c, "backend": self.backend, "dtype": self.dtype} for c in configs]
         store = sweeplib.ResultsStore(self.store_root / label)
         return sweeplib.run_sweep(fn, configs, replicates=replicates, store=store, root_seed=self.seed,
-                                  executor=self.executor, progress=self.progress, desc=f"{self.name}:{label}")
+                                  executor=executor or self.executor, progress=self.progress, desc=f"{self.name}:{label}")
 
     # ------------------------------------------------------------------ reports
 
