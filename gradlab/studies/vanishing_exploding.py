@@ -49,7 +49,7 @@ def sizes(quick: bool) -> dict:
         return dict(scales=(0.5, 1.0, 2.0), inits=("orthogonal",), T=40, T_long=80, H=8, B=4, replicates=2,
                     layers=(1, 2), depth_T=30, train_T=20, train_steps=20, train_H=8)
     return dict(scales=(0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0), inits=("orthogonal", "normal"), T=200, T_long=1000,
-                H=32, B=8, replicates=3, layers=(1, 2, 4), depth_T=100, train_T=50, train_steps=400, train_H=32)
+                H=32, B=8, replicates=3, layers=(1, 2, 4), depth_T=100, train_T=50, train_steps=300, train_H=32)
 
 
 def stored_distances(T: int, n: int = 51) -> np.ndarray:
