@@ -16,6 +16,7 @@ from .kernels.cells import CELL_NAMES, CELLS
 from .types import Grads, Params, Trace
 from . import losses, optim, sampling, tasks
 from .network import LossAndGrads, Network, Record
+from . import language_model
 from . import dynamics
 from .optim import SGD, Adam, StepDecay
 from .sampling import sample_text
@@ -37,6 +38,7 @@ __all__ = [
     "forward",
     "init_params",
     "interop",
+    "language_model",
     "losses",
     "optim",
     "sampling",

@@ -45,8 +45,16 @@ def _check_positive(name: str, value: Any) -> int:
     return int(value)
 
 
-def _draw(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
-    """One symbol per row of ``logits`` (B, K): argmax at τ = 0, else a draw from softmax(z/τ)."""
+def _draw(logits: np.ndarray, temperature: float, rng: np.random.Generator, forbid=None) -> np.ndarray:
+    """One symbol per row of ``logits`` (B, K): argmax at τ = 0, else a draw from softmax(z/τ).
+
+    ``forbid`` (ids) are never drawn: their logits are set to −inf, i.e. the
+    draw is from the distribution conditioned on not drawing them — the same
+    as redrawing whenever one of them comes up.
+    """
+    if forbid is not None and len(forbid):
+        logits = np.array(logits, np.float64, copy=True)
+        logits[:, forbid] = -np.inf
     if temperature == 0:
         return np.argmax(logits, axis=-1)
     p = np.exp(log_softmax(np.asarray(logits, np.float64) / temperature))
@@ -61,7 +69,7 @@ def _check_generator(network: Network) -> None:
         raise ValueError("network: sampling needs a unidirectional network with a softmax head")
 
 
-def _run(network, state, x, steps, eos, temperature, rng, part):
+def _run(network, state, x, steps, eos, temperature, rng, part, forbid=None):
     """Generate ``steps`` symbols for every row, stopping a row at ``eos``; return (ids (B, n), lengths)."""
     B = x.shape[0]
     out = np.full((B, steps), -1, np.int64)
@@ -71,7 +79,7 @@ def _run(network, state, x, steps, eos, temperature, rng, part):
         z, state = network.step(x, state, part=part)
         if not np.isfinite(z).all():
             raise FloatingPointError(f"network: its outputs overflowed at generation step {t + 1}")
-        s = _draw(z, temperature, rng)
+        s = _draw(z, temperature, rng, forbid)
         out[~done, t] = s[~done]
         if eos is not None:
             ended = ~done & (s == eos)
@@ -93,6 +101,7 @@ def sample_ids(
     eos: int | None = None,
     prefix: Any = (),
     num_samples: int = 1,
+    forbid: Any = (),
 ) -> list[np.ndarray]:
     """Draw sequences of symbol ids, feeding each sample back as the next input.
 
@@ -112,6 +121,10 @@ def sample_ids(
         Ids fed first (after x⟨1⟩ = 0); generation continues from there.
     num_samples : int
         Independent sequences drawn together.
+    forbid : sequence of int, optional
+        Ids never drawn (e.g. ``<unk>``): a draw is from the model's
+        distribution renormalised over the other ids, which is what redrawing
+        until an allowed id comes up gives.
 
     Returns
     -------
@@ -131,6 +144,11 @@ def sample_ids(
     prefix = np.asarray(prefix, np.int64).ravel()
     if prefix.size and (prefix.min() < 0 or prefix.max() >= K):
         raise ValueError(f"prefix: ids must lie in [0, {K})")
+    forbid = np.unique(np.asarray(() if forbid is None else forbid, np.int64).ravel())
+    if forbid.size and (forbid.min() < 0 or forbid.max() >= K):
+        raise ValueError(f"forbid: ids must lie in [0, {K})")
+    if forbid.size >= K:
+        raise ValueError("forbid: every id is forbidden; nothing could be drawn")
     rng = rng_from(seed)
     x = np.zeros((B, K), network.dtype)
     state = None
@@ -138,7 +156,7 @@ def sample_ids(
         _, state = network.step(x, state)
         x = np.zeros((B, K), network.dtype)
         x[:, i] = 1.0
-    ids, lengths = _run(network, state, x, max_length, eos, temperature, rng, "encoder")
+    ids, lengths = _run(network, state, x, max_length, eos, temperature, rng, "encoder", forbid)
     return [ids[b, : lengths[b]] for b in range(B)]
 
 

@@ -18,6 +18,7 @@ task                       source                      mode       chance        
 ``EmbeddedReber()``        Reber 1967; H&S 1997        m-to-m     0.5 strings (no memory)        all of a batch correct
 ``SequenceReversal(T)``    Sutskever et al. 2014       seq2seq    token accuracy 1/n             token accuracy ≥ 0.99
 ``CharCorpus(path)``       the notes' language model   m-to-m     unigram entropy H₁ per char    ≤ H₁ / 2 per char
+``WordCorpus(path)``       the notes' language model   m-to-m     unigram entropy H₁ per word    ≤ 0.6·H₁ per word
 =========================  ==========================  =========  =============================  ======================
 """
 
@@ -29,6 +30,7 @@ from .reber import EmbeddedReber
 from .reversal import SequenceReversal
 from .temporal_order import TemporalOrder
 from .text import CharCorpus, default_corpus_path
+from .words import WordCorpus, default_word_corpus_path, detokenize, per_word_perplexity, tokenize
 
 TASKS = {
     "adding": Adding,
@@ -37,6 +39,7 @@ TASKS = {
     "reber": EmbeddedReber,
     "reversal": SequenceReversal,
     "text": CharCorpus,
+    "words": WordCorpus,
 }
 
 __all__ = [
@@ -49,6 +52,11 @@ __all__ = [
     "TASKS",
     "Task",
     "TemporalOrder",
+    "WordCorpus",
     "default_corpus_path",
+    "default_word_corpus_path",
+    "detokenize",
+    "per_word_perplexity",
     "reber",
+    "tokenize",
 ]
