@@ -51,9 +51,10 @@ Failures
     A worker that dies while running a point (a crash, ``os._exit``, the
     out-of-memory killer) is handled first by Dask: the scheduler reruns the
     task elsewhere up to ``distributed.scheduler.allowed-failures`` times (3 by
-    default), and the nanny restarts the worker. When Dask gives up on it
-    (``KilledWorker``), :func:`run_sweep` submits the point again, up to
-    ``retries`` more times. An ordinary exception raised by ``fn`` stops the
+    default), and the nanny restarts the worker; a finished point whose result
+    was lost with its worker before this process fetched it is recomputed by
+    Dask too. When Dask gives up on a point (``KilledWorker``),
+    :func:`run_sweep` submits it again, up to ``retries`` more times. An ordinary exception raised by ``fn`` stops the
     sweep: the points already written stay, the rest are cancelled, and
     :class:`SweepError` names the configuration and replicate, with the
     original exception (and its traceback) as ``__cause__``. A
@@ -555,7 +556,7 @@ class Executor:
                 self.client.close()
         if self.cluster is not None:
             with contextlib.suppress(Exception):
-                self.cluster.close()
+                self.cluster.close(timeout=60)
         self.cluster = None
         if self._owns_client:
             self.client = None
@@ -950,14 +951,10 @@ def _run_distributed(ex: Executor, fn, todo, store, root_seed, bar, run, retries
         queue = as_completed(list(pending), loop=client.loop)
         for fut in queue:
             p = pending.pop(fut)
-            if fut.status == "finished":
-                rows, info = fut.result()
-                fut.release()
-                _finish(store, p, rows, {**info, "attempts": attempts[p.key] + 1}, root_seed, bar, run)
-                continue
             try:
-                fut.result()
-                raise RuntimeError(f"the point ended in state {fut.status!r}")
+                # also for a finished point: its result may have been lost with its worker before
+                # it reached us, and Dask's recomputation may end in KilledWorker too
+                rows, info = fut.result()
             except KilledWorker as e:
                 if attempts[p.key] < retries:
                     attempts[p.key] += 1
@@ -968,6 +965,8 @@ def _run_distributed(ex: Executor, fn, todo, store, root_seed, bar, run, retries
                 raise _failure(p, e) from e
             except Exception as e:
                 raise _failure(p, e) from e
+            fut.release()
+            _finish(store, p, rows, {**info, "attempts": attempts[p.key] + 1}, root_seed, bar, run)
     finally:
         if pending:
             with contextlib.suppress(Exception):
