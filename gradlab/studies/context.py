@@ -110,11 +110,14 @@ class StudyContext:
 
     def meta(self, **extra: Any) -> dict:
         """The metadata of the run: environment, options, seeds, and ``extra``."""
-        ex = self._executor
         meta = sweeplib.environment_meta(backend=self.backend, dtype=self.dtype)
+        ex = self._executor
         meta["study"] = {"name": self.name, "quick": self.quick, "root seed": self.seed,
-                         "scheduler": self.scheduler or "local Dask cluster",
-                         "workers": getattr(ex, "n_workers", None), "threads per worker": getattr(ex, "threads_per_worker", None)}
+                         "scheduler": self.scheduler or "local Dask cluster"}
+        if ex is not None:
+            info = ex.info()
+            meta["study"].update({"workers": info.get("workers"), "numba threads per task": info.get("numba_threads"),
+                                  "BLAS threads per task": info.get("blas_threads")})
         meta.update(extra)
         return meta
 
