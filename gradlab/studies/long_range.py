@@ -172,7 +172,7 @@ def sizes(quick: bool) -> dict:
                     replicates=2, curve_points=10)
     # T = 150 is the shortest length of Le et al. (2015)
     return dict(common, T={"adding_le2015": (25, 50, 100, 150), "adding_hs1997": (25, 50), "copy": (10, 40)},
-                steps={"adding_le2015": 400, "adding_hs1997": 200, "copy": 150}, long_T=25, long_steps=1500,
+                steps={"adding_le2015": 400, "adding_hs1997": 150, "copy": 100}, long_T=25, long_steps=1200,
                 replicates=5, curve_points=20)
 
 
