@@ -20,6 +20,23 @@ row is written by exactly one thread and every reduction runs in a fixed
 order, so results are bit-identical from run to run, and do not depend on the
 thread count. With one thread or one sequence the chunk kernel is called
 directly. Kernels are ``cache=True`` and ``nogil=True``.
+
+Memory, in words of the dtype's size (8 bytes in float64), with G gate blocks,
+[LSTM] = 1 for the LSTM and [cuDNN] = 1 for ``gru_cudnn`` (else 0):
+
+* the Trace keeps h, the gate activations, c (LSTM) and hn (``gru_cudnn``):
+  T·B·H·(1 + G + [LSTM] + [cuDNN]); x, h0 and c0 are the caller's arrays;
+* the Grads hold ∂x, the per-step norms, ∂h0 (∂c0) and the weight gradients:
+  T·B·(D + 1 + [LSTM]) + B·H·(1 + [LSTM]) + G·H·(D + H + 1) + H·[cuDNN];
+* the peak of forward + backward, beyond the inputs, is those two plus the
+  gate gradients of every step, T·B·G·H (twice for ``gru_cudnn``, whose
+  recurrent gradients differ), plus O(B·G·H + G·H·H) scratch (for ``gru``
+  up to 2·T·B·H more while ∂W_h's n block is formed). For ``rnn_tanh`` that
+  is T·B·(3H + D + 1) words to leading order, for the LSTM T·B·(10H + D + 2).
+
+The first two are exact (the arrays returned); the NumPy reference returns
+the same arrays and, except for ``gru_cudnn``, has the same peak to leading
+order. The ``scaling`` study checks both against ``tracemalloc``.
 """
 
 from __future__ import annotations
