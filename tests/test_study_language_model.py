@@ -120,7 +120,7 @@ def test_batch_of_matches_the_corpus_layout():
     from gradlab.tasks.text import CharCorpus
 
     c = CharCorpus(text="ab.\nab")
-    b = lm.batch_of(c, seqs)
+    b = c.batch_of(seqs)
     assert b.x.shape == (4, 2, c.vocab_size)
     np.testing.assert_array_equal(b.mask[:, 0], [1, 1, 1, 1])
     np.testing.assert_array_equal(b.mask[:, 1], [1, 0, 0, 0])

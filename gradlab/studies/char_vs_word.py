@@ -105,7 +105,7 @@ from .. import dynamics
 from ..language_model import log_probs, sample_sentences
 from ..network import Network
 from ..sampling import sample_texts
-from ..tasks.base import Batch, one_hot
+from ..tasks.base import Batch
 from ..tasks.text import CharCorpus
 from ..tasks.words import EOS, UNK, WordCorpus, detokenize, per_word_perplexity, tokenize
 from ..train import train
@@ -279,19 +279,6 @@ def reach(distances, median, level: float = REACH_LEVEL, rho: float | None = Non
 
 # ---------------------------------------------------------------------- grid point (runs on Dask workers)
 
-def _char_batch(chars: CharCorpus, texts: list[str], dtype) -> Batch:
-    targets = [np.append(chars.encode(t), chars.eos).astype(np.int64) for t in texts]
-    T, B, V = max(len(t) for t in targets), len(targets), chars.vocab_size
-    y = np.zeros((T, B), np.int64)
-    mask = np.zeros((T, B), dtype)
-    x = np.zeros((T, B, V), dtype)
-    for b, t in enumerate(targets):
-        y[: len(t), b] = t
-        mask[: len(t), b] = 1.0
-        x[1: len(t), b] = one_hot(t[:-1], V, dtype)
-    return Batch(x, y, mask, {"text": list(texts)})
-
-
 def _profile_rows(net: Network, model: str, batch: Batch, texts: list[str], tokens: list[list[str]],
                   stage: str) -> list[dict]:
     """Profile rows of the single-step loss −log P(⟨EOS⟩ | sentence) for every probe sentence."""
@@ -379,7 +366,7 @@ def pair_point(config: dict, seed: int) -> list[dict]:
     probe_tokens = [[t for s in words.tokenize(p) for t in s] for p in probes]
     d_max = min(len(t) for t in probe_tokens)
     wbatch = next(words.batches(probe_tokens, batch_size=len(probes), dtype=dtype))
-    cbatch = _char_batch(chars, probes, dtype)
+    cbatch = chars.batch_of([(t, True) for t in probes], dtype)
     rows: list[dict] = []
     tokens_per_step = None
     for model, corpus, s_net, batch in (("word", words, s_word, wbatch), ("char", chars, s_char, cbatch)):

@@ -78,7 +78,7 @@ import pandas as pd
 from .. import dynamics
 from ..network import Network
 from ..sampling import sample_texts
-from ..tasks.base import Batch, one_hot
+from ..tasks.base import Batch
 from ..tasks.text import CharCorpus, default_corpus_path
 from ..train import train
 
@@ -170,20 +170,6 @@ def probe_pieces(held: list[tuple[str, bool]], n: int = PROBE_LINES,
         return long[:n]
     keep = set(sorted(range(len(held)), key=lambda i: -len(held[i][0]))[:n])
     return [p for i, p in enumerate(held) if i in keep]
-
-
-def batch_of(corpus: CharCorpus, sequences: list[tuple[str, bool]], dtype=np.float64) -> Batch:
-    """A batch of exactly these line-pieces, laid out as :meth:`CharCorpus.sample` lays out a drawn one."""
-    targets = [np.append(corpus.encode(s), [corpus.eos] if ends else []).astype(np.int64) for s, ends in sequences]
-    T, B, V = max(len(t) for t in targets), len(targets), corpus.vocab_size
-    y = np.zeros((T, B), np.int64)
-    mask = np.zeros((T, B), dtype)
-    x = np.zeros((T, B, V), dtype)
-    for b, t in enumerate(targets):
-        y[: len(t), b] = t
-        mask[: len(t), b] = 1.0
-        x[1: len(t), b] = one_hot(t[:-1], V, dtype)
-    return Batch(x, y, mask, {"text": [s for s, _ in sequences]})
 
 
 def unigram_cross_entropy(train_c: CharCorpus, heldout: list[tuple[str, bool]]) -> float:
@@ -346,8 +332,8 @@ def _train_point(config: dict, seed: int) -> list[dict]:
     s_net, s_train, s_sample = np.random.SeedSequence(seed).spawn(3)
     net = Network(config["cell"], full.vocab_size, config["H"], full.vocab_size, head="softmax",
                   mode="many_to_many", dtype=dtype, seed=int(s_net.generate_state(1)[0]), backend=config["backend"])
-    heldout = batch_of(full, held, dtype)
-    probe = batch_of(full, probe_pieces(held), dtype)
+    heldout = full.batch_of(held, dtype)
+    probe = full.batch_of(probe_pieces(held), dtype)
     steps, every, early, k_max = config["steps"], config["eval_every"], config["early"], config["k_max"]
     rows = [{"kind": "curve", "step": 0, "heldout": _heldout_metric(net, full, heldout), "train": float("nan")}]
     rows += _profile_rows(net, probe, "initialisation", 0, k_max)

@@ -73,6 +73,23 @@ def one_hot(ids: np.ndarray, n: int, dtype) -> np.ndarray:
     return out
 
 
+def teacher_forced_batch(targets: list[np.ndarray], vocab_size: int, dtype, info: dict | None = None) -> Batch:
+    """A language-model batch of the notes: x⟨1⟩ = 0, x⟨t+1⟩ = one-hot(y⟨t⟩), targets ``y``, padding masked out.
+
+    ``targets`` holds one int array of symbol ids per sequence (any lengths);
+    the batch is as long as the longest.
+    """
+    T, B = max(len(t) for t in targets), len(targets)
+    y = np.zeros((T, B), np.int64)
+    mask = np.zeros((T, B), dtype)
+    x = np.zeros((T, B, vocab_size), dtype)
+    for b, t in enumerate(targets):
+        y[: len(t), b] = t
+        mask[: len(t), b] = 1.0
+        x[1 : len(t), b] = one_hot(t[:-1], vocab_size, dtype)
+    return Batch(x, y, mask, dict(info or {}))
+
+
 class Task(ABC):
     """A long-range learning task, generated on the fly from a seed.
 
@@ -135,4 +152,5 @@ class Task(ABC):
                 f"criterion {'>=' if self.higher_is_better else '<='} {self.criterion:.4g})")
 
 
-__all__ = ["Batch", "Task", "check_batch_size", "check_dtype", "check_length", "one_hot", "rng_from"]
+__all__ = ["Batch", "Task", "check_batch_size", "check_dtype", "check_length", "one_hot", "rng_from",
+           "teacher_forced_batch"]

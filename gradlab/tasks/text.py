@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..losses import log_softmax
-from .base import Batch, Task, check_batch_size, check_dtype, check_length, one_hot, rng_from
+from .base import Batch, Task, check_batch_size, check_dtype, check_length, rng_from, teacher_forced_batch
 
 EOS = "<eos>"
 
@@ -147,17 +147,12 @@ class CharCorpus(Task):
 
     def sample(self, batch_size: int, seed: Any = None, dtype=np.float64) -> Batch:
         B, dtype, rng = check_batch_size(batch_size), check_dtype(dtype), rng_from(seed)
-        chosen = [self.sequences[i] for i in rng.integers(0, len(self.sequences), B)]
-        targets = [np.append(self.encode(s), [self.eos] if ends else []).astype(np.int64) for s, ends in chosen]
-        T = max(len(t) for t in targets)
-        y = np.zeros((T, B), np.int64)
-        mask = np.zeros((T, B), dtype)
-        x = np.zeros((T, B, self.vocab_size), dtype)
-        for b, t in enumerate(targets):
-            y[: len(t), b] = t
-            mask[: len(t), b] = 1.0
-            x[1 : len(t), b] = one_hot(t[:-1], self.vocab_size, dtype)  # x<t+1> = y<t>, x<1> = 0
-        return Batch(x, y, mask, {"text": [s for s, _ in chosen]})
+        return self.batch_of([self.sequences[i] for i in rng.integers(0, len(self.sequences), B)], dtype)
+
+    def batch_of(self, sequences: list[tuple[str, bool]], dtype=np.float64) -> Batch:
+        """A batch of exactly these ``(text, ends_with_eos)`` pieces, laid out as :meth:`sample` lays them out."""
+        targets = [np.append(self.encode(s), [self.eos] if ends else []).astype(np.int64) for s, ends in sequences]
+        return teacher_forced_batch(targets, self.vocab_size, check_dtype(dtype), {"text": [s for s, _ in sequences]})
 
     def metric(self, outputs: np.ndarray, batch: Batch) -> float:
         logp = log_softmax(np.asarray(outputs, np.float64))

@@ -118,7 +118,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..losses import log_softmax
-from .base import Batch, Task, check_batch_size, check_dtype, check_length, one_hot, rng_from
+from .base import Batch, Task, check_batch_size, check_dtype, check_length, rng_from, teacher_forced_batch
 from .text import _read
 
 EOS = "<eos>"
@@ -475,18 +475,9 @@ class WordCorpus(Task):
     # ------------------------------------------------------------------ batches
 
     def _batch(self, seqs: list[tuple[np.ndarray, bool]], dtype) -> Batch:
-        B = len(seqs)
-        T = max(len(ids) for ids, _ in seqs)
-        y = np.zeros((T, B), np.int64)
-        mask = np.zeros((T, B), dtype)
-        x = np.zeros((T, B, self.vocab_size), dtype)
-        for b, (ids, _) in enumerate(seqs):
-            n = len(ids)
-            y[:n, b] = ids
-            mask[:n, b] = 1.0
-            x[1:n, b] = one_hot(ids[:-1], self.vocab_size, dtype)  # x<t+1> = y<t>, x<1> = 0
         tokens = [self.decode_tokens(ids) for ids, _ in seqs]
-        return Batch(x, y, mask, {"tokens": tokens, "text": [detokenize(t) for t in tokens]})
+        return teacher_forced_batch([ids for ids, _ in seqs], self.vocab_size, dtype,
+                                    {"tokens": tokens, "text": [detokenize(t) for t in tokens]})
 
     def sample(self, batch_size: int, seed: Any = None, dtype=np.float64) -> Batch:
         B, dtype, rng = check_batch_size(batch_size), check_dtype(dtype), rng_from(seed)
