@@ -135,6 +135,22 @@ class Task(ABC):
     def metric(self, outputs: np.ndarray, batch: Batch) -> float:
         """The task's metric of the head's ``outputs`` (logits or predictions) on ``batch``."""
 
+    def _set_unigram_baseline(self, counts: np.ndarray, n_sequences: int, criterion_fraction: float) -> np.ndarray:
+        """Chance level of a language model from its target symbol ``counts``: the unigram entropy H₁.
+
+        Sets ``unigram_entropy``, ``baseline`` (H₁ per symbol), ``baseline_loss``
+        (H₁ × symbols per sequence), ``uniform_entropy`` (log V) and
+        ``criterion`` (``criterion_fraction`` × H₁); returns the unigram probabilities.
+        """
+        p = counts / counts.sum()
+        nz = p[p > 0]
+        self.unigram_entropy = float(-(nz * np.log(nz)).sum())
+        self.baseline = self.unigram_entropy
+        self.baseline_loss = self.unigram_entropy * counts.sum() / n_sequences
+        self.uniform_entropy = float(np.log(len(counts)))
+        self.criterion = criterion_fraction * self.unigram_entropy
+        return p
+
     def solved(self, metric: float) -> bool:
         """Whether ``metric`` meets the success criterion."""
         if not np.isfinite(metric):

@@ -114,13 +114,7 @@ class CharCorpus(Task):
             for c in s:
                 counts[self.index[c]] += 1
             counts[self.eos] += ends
-        p = counts / counts.sum()
-        nz = p[p > 0]
-        self.unigram_entropy = float(-(nz * np.log(nz)).sum())
-        self.baseline = self.unigram_entropy
-        self.baseline_loss = self.unigram_entropy * counts.sum() / len(self.sequences)
-        self.uniform_entropy = float(np.log(len(self.vocab)))
-        self.criterion = 0.5 * self.unigram_entropy
+        self._set_unigram_baseline(counts, len(self.sequences), 0.5)
 
     @property
     def vocab_size(self) -> int:

@@ -368,14 +368,8 @@ class WordCorpus(Task):
         counts = np.zeros(len(self.vocab))
         for ids, _ in self.sequences:
             np.add.at(counts, ids, 1)
-        p = counts / counts.sum()
-        nz = p[p > 0]
-        self.unigram_entropy = float(-(nz * np.log(nz)).sum())
+        p = self._set_unigram_baseline(counts, len(self.sequences), 0.6)
         self.unigram_log_probs = np.where(p > 0, np.log(np.where(p > 0, p, 1.0)), -np.inf)
-        self.baseline = self.unigram_entropy
-        self.baseline_loss = self.unigram_entropy * counts.sum() / len(self.sequences)
-        self.uniform_entropy = float(np.log(len(self.vocab)))
-        self.criterion = 0.6 * self.unigram_entropy
 
     # ------------------------------------------------------------------ vocabulary
 
