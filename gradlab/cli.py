@@ -49,11 +49,15 @@ def _info() -> int:
         gradlab.forward("rnn_tanh", gradlab.init_params("rnn_tanh", 1, 1), x, backend="cpu")
         layer = numba.threading_layer()
     print(f"numba threading layer: {layer}, threads: {numba.get_num_threads()} of {os.cpu_count()} cores")
-    gpu = meta.get("gpu")
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    gpu = meta.get("gpu") or {}
+    devices = ", ".join(f"{d['name']} (compute capability {'.'.join(map(str, d['compute_capability']))})"
+                        for d in gpu.get("devices", []))
+    if gpu.get("simulator"):
         print("CUDA: the simulator is on (NUMBA_ENABLE_CUDASIM=1); the 'cuda' backend runs on the CPU")
+    elif devices:
+        print(f"CUDA: {devices}")
     else:
-        print(f"CUDA: {gpu}" if gpu else "CUDA: no NVIDIA GPU or driver found; the 'cuda' backend is unavailable")
+        print("CUDA: no NVIDIA GPU or driver found; asking for backend='cuda' is an error that says why")
     return 0
 
 
