@@ -80,9 +80,14 @@ def check_array(name: str, a: Any, shape: tuple[Any, ...], dtype: np.dtype | Non
 def check_finite(name: str, a: np.ndarray) -> None:
     """Raise if ``a`` holds inf or nan, saying how many and where the first is.
 
-    A device array is copied to the host once for the check.
+    A device array is checked on the device (one flag comes back); only when
+    it does hold a non-finite value is it copied to the host, for the message.
     """
     if is_device_array(a):
+        from .kernels.cuda import device_all_finite
+
+        if device_all_finite(a):
+            return
         a = a.copy_to_host()
     finite = np.isfinite(a)
     if not finite.all():

@@ -23,6 +23,7 @@ import pytest
 import gradlab
 from conftest import make_problem
 from gradlab.kernels import cuda as gcuda
+from gradlab.kernels.cells import get_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 CELLS = gradlab.CELL_NAMES
@@ -85,6 +86,21 @@ SHAPE = dict(T=4, B=5, D=3, H=9)
 @pytest.mark.parametrize("cell", CELLS)
 def test_agrees_with_reference(cell, dtype, strategy):
     assert_agree(cell, make_problem(cell, **SHAPE, dtype=dtype, seed=4, scale=1.2), dtype)
+
+
+@needs_cuda
+@pytest.mark.parametrize("cell", CELLS)
+def test_persistent_split_products(cell, monkeypatch):
+    """Dot products split over several threads (uneven parts, one sequence per block) agree with the reference."""
+    monkeypatch.setattr(gcuda, "STRATEGY", "persistent")
+    T, B, D, H = (3, 2, 2, 5) if SIM else (20, 2, 8, 40)  # the simulator's blocks are far smaller
+    K_, _ = gcuda._ker(np.float64)
+    spec = get_cell(cell)
+    plans = [gcuda._plan(K_, spec, B, H, 8, backward=bw) for bw in (False, True)]
+    assert all(p[0] == "persistent" for p in plans)
+    splits = [p[6] for p in plans] + ([plans[0][7], plans[1][7]] if cell == "gru" else [])
+    assert max(splits) > 1, plans  # the shape does split some product
+    assert_agree(cell, make_problem(cell, T, B, D, H, dtype=np.float64, seed=5, scale=1.3), np.float64, clip_step=0.3)
 
 
 @needs_cuda

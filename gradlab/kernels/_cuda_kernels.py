@@ -24,8 +24,11 @@ Kernels
 ``fwd_persistent`` / ``bwd_persistent``
     For small H: one block per tile of batch rows runs the whole time loop,
     W_h (transposed for the forward) held in shared memory when it fits, read
-    from global memory (L2) otherwise; ``syncthreads`` between the phases of a
-    step. The norms are fixed-order tree reductions in shared memory.
+    from global memory (L2) otherwise. A thread owns one hidden unit and keeps
+    its state and the next step's trace values in registers; the dot products
+    of a step are split over several threads; two ``syncthreads`` per step
+    (four for ``gru``). Squared norms are stored per unit and reduced by
+    ``norm_final`` after the sweep.
 ``fwd_step`` / ``fwd_step_gru_n`` / ``bwd_step`` / ``bwd_step_gru_s`` / ``bwd_final``
     For large H, one launch per step (two for ``gru``): a block computes a tile
     of the recurrent product through shared memory and then applies the gate
@@ -84,14 +87,20 @@ SIM = simulating()
 if SIM:
     GEMM_TM, GEMM_TN, GEMM_RM, GEMM_RN, GEMM_BK = 2, 2, 8, 8, 4
     STEP_XW, STEP_RM = 8, 2          # columns per step block (= blockDim.x), rows per thread
-    PERSISTENT_THREADS = 8           # threads of a persistent block
+    PERSISTENT_THREADS = 16          # threads of a persistent block, at least (one per hidden unit, at least)
+    PERSISTENT_MAX_THREADS = 32      # and at most (H above this runs stepwise)
     PERSISTENT_BLOCKS = 2            # blocks the batch is spread over
+    MIN_SPLIT = 2                    # terms per part, at least, when a dot product is split over threads
+    WARP = 1                         # thread counts are rounded up to a multiple of this
     THREADS_1D, THREADS_2D = 8, 4    # helper kernels: threads per block (per axis for 2-D)
 else:
     GEMM_TM, GEMM_TN, GEMM_RM, GEMM_RN, GEMM_BK = 16, 16, 4, 4, 16
     STEP_XW, STEP_RM = 32, 4
     PERSISTENT_THREADS = 256
+    PERSISTENT_MAX_THREADS = 256     # the persistent kernels use up to 252 registers a thread (ptxas, sm_90)
     PERSISTENT_BLOCKS = 132          # about one per SM of a large GPU
+    MIN_SPLIT = 8
+    WARP = 32
     THREADS_1D, THREADS_2D = 256, 16
 GEMM_BM, GEMM_BN = GEMM_TM * GEMM_RM, GEMM_TN * GEMM_RN
 GEMM_SHARED = GEMM_BK * (GEMM_BM + GEMM_BN)  # words of dynamic shared memory per GEMM block
@@ -228,6 +237,15 @@ def kernels(dtype) -> SimpleNamespace:
         i = cuda.grid(1)
         if i < a.shape[0]:
             a[i] = value
+
+    @cuda.jit
+    def nonfinite_flag(a, flag):
+        """flag[0] = 1 when the 1-D array a holds an inf or a nan (left as it is otherwise)."""
+        start = cuda.grid(1)
+        stride = cuda.gridsize(1)
+        for i in range(start, a.shape[0], stride):
+            if math.isinf(a[i]) or math.isnan(a[i]):
+                flag[0] = 1
 
     @cuda.jit
     def copy2d(src, dst):
@@ -383,107 +401,214 @@ def kernels(dtype) -> SimpleNamespace:
     # ------------------------------------------------------------------
     # Persistent kernels: one block per batch tile runs all T steps
     # ------------------------------------------------------------------
+    #
+    # Each thread owns at most one hidden unit (r, j) of the tile and keeps that
+    # unit's state in registers from step to step: c_t (LSTM), the direct path
+    # and ∂L/∂c (backward), and the trace values of the *next* step, whose loads
+    # are issued a whole step ahead. Only h_{t-1} (forward) and the gate
+    # gradients (backward), which every unit's product needs, go through shared
+    # memory. Each dot product of the recurrent step is split over S threads
+    # (partial sums in shared memory, added in a fixed order by the unit's
+    # thread), so a step costs two barriers and a few shared-memory rounds, not
+    # a serial loop over H. The squared norms are stored per unit and reduced
+    # after the sweep (:func:`norm_final`), off the critical path.
+
+    @cuda.jit(device=True)
+    def dot_shared(sm, a, w, ws, n):
+        """Σ_{k<n} sm[a + k] sm[w + k ws], as four interleaved partial sums (a fixed order)."""
+        s0 = zero
+        s1 = zero
+        s2 = zero
+        s3 = zero
+        k = 0
+        while k + 4 <= n:
+            s0 += sm[a + k] * sm[w + k * ws]
+            s1 += sm[a + k + 1] * sm[w + (k + 1) * ws]
+            s2 += sm[a + k + 2] * sm[w + (k + 2) * ws]
+            s3 += sm[a + k + 3] * sm[w + (k + 3) * ws]
+            k += 4
+        while k < n:
+            s0 += sm[a + k] * sm[w + k * ws]
+            k += 1
+        return (s0 + s1) + (s2 + s3)
+
+    @cuda.jit(device=True)
+    def dot_global(sm, a, M, k0, col, n):
+        """Σ_{k<n} sm[a + k] M[k0 + k, col], as four interleaved partial sums (a fixed order)."""
+        s0 = zero
+        s1 = zero
+        s2 = zero
+        s3 = zero
+        k = 0
+        while k + 4 <= n:
+            s0 += sm[a + k] * M[k0 + k, col]
+            s1 += sm[a + k + 1] * M[k0 + k + 1, col]
+            s2 += sm[a + k + 2] * M[k0 + k + 2, col]
+            s3 += sm[a + k + 3] * M[k0 + k + 3, col]
+            k += 4
+        while k < n:
+            s0 += sm[a + k] * M[k0 + k, col]
+            k += 1
+        return (s0 + s1) + (s2 + s3)
+
+    @cuda.jit(device=True)
+    def split_dot(sm, a, wshared, w, ws, M, m0, col, n, S, s):
+        """Part s of S of the dot product of length n (see :func:`dot_shared`, :func:`dot_global`)."""
+        chunk = (n + S - 1) // S
+        k0 = s * chunk
+        m = min(n - k0, chunk)
+        if m <= 0:
+            return zero
+        if wshared:
+            return dot_shared(sm, a + k0, w + k0 * ws, ws, m)
+        return dot_global(sm, a + k0, M, m0 + k0, col, m)
+
+    @cuda.jit(device=True)
+    def sum_parts(sm, off, S):
+        """sm[off] + … + sm[off + S - 1], in order."""
+        v = zero
+        for s in range(S):
+            v += sm[off + s]
+        return v
 
     @cuda.jit
-    def fwd_persistent(cell, W, WT, wshared, bhn, h0, c0, h, c, gates, hn, BM):
+    def fwd_persistent(cell, W, WT, wshared, bhn, h0, c0, h, c, gates, hn, BM, S, S2):
         """Forward over all T steps for batch rows [blockIdx.x*BM, +BM).
 
-        Dynamic shared memory: [W^T (H, GH) if wshared] [h double buffer 2*BM*H]
-        [products BM*GH] [s = r ⊙ h_{t-1} BM*H]. ``WT`` is W_h^T in global memory.
+        Dynamic shared memory: [W_h^T (H, GH) if wshared] [h double buffer
+        2*BM*H] [partial products BM*nc1*S] [s = r ⊙ h_{t-1} BM*H] [partials of
+        s W_hn^T BM*H*S2], nc1 the columns of the first product (2H for ``gru``,
+        GH otherwise). ``WT`` is W_h^T in global memory (used when not wshared).
         """
         T = gates.shape[0]
         B = h0.shape[0]
         H = h0.shape[1]
         GH = W.shape[0]
+        G = GH // H
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
         b0 = cuda.blockIdx.x * BM
         nb = min(BM, B - b0)
+        nc1 = 2 * H if cell == GRU else GH
         sm = cuda.shared.array(0, at)
         off = 0
         if wshared:
-            for e in range(tid, H * GH, nt):
-                sm[e] = WT[e // GH, e % GH]
+            for e in range(tid, GH * H, nt):
+                col = e // H
+                k = e % H
+                sm[k * GH + col] = W[col, k]
             off = H * GH
         hb = off
         zb = hb + 2 * BM * H
-        sb = zb + BM * GH
-        for e in range(tid, nb * H, nt):
-            sm[hb + e] = h0[b0 + e // H, e % H]
+        sb = zb + BM * nc1 * S
+        z2b = sb + BM * H
+        npr = nb * nc1 * S
+        npr2 = nb * H * S2
+        unit = tid < nb * H
+        ru = tid // H
+        ju = tid % H
+        bu = b0 + ru
+        gl = cuda.local.array(4, at)
+        cl = cuda.local.array(1, at)
+        hnl = cuda.local.array(1, at)
+        x0 = zero
+        x1 = zero
+        x2 = zero
+        x3 = zero
+        cst = zero
+        bj = zero
+        if unit:
+            sm[hb + ru * H + ju] = h0[bu, ju]
+            if cell == LSTM:
+                cst = c0[bu, ju]
+            if cell == GRU_CUDNN:
+                bj = bhn[ju]
+            x0 = gates[0, bu, ju]
+            if G > 1:
+                x1 = gates[0, bu, H + ju]
+            if G > 2:
+                x2 = gates[0, bu, 2 * H + ju]
+            if G > 3:
+                x3 = gates[0, bu, 3 * H + ju]
         cuda.syncthreads()
-        nc1 = 2 * H if cell == GRU else GH
         for t in range(T):
             cur = hb + (t % 2) * BM * H
             nxt = hb + ((t + 1) % 2) * BM * H
-            # the recurrent products z = h_{t-1} W_h^T of this tile's rows
-            for e in range(tid, nb * nc1, nt):
-                r = e // nc1
-                col = e % nc1
-                s = zero
-                if wshared:
-                    for k in range(H):
-                        s += sm[cur + r * H + k] * sm[k * GH + col]
-                else:
-                    for k in range(H):
-                        s += sm[cur + r * H + k] * WT[k, col]
-                sm[zb + r * GH + col] = s
+            # partial recurrent products z = h_{t-1} W_h^T
+            for o in range(tid, npr, nt):
+                r = o // (nc1 * S)
+                col = (o // S) % nc1
+                s = o % S
+                sm[zb + o] = split_dot(sm, cur + r * H, wshared, col, GH, WT, 0, col, H, S, s)
             cuda.syncthreads()
-            for e in range(tid, nb * H, nt):
-                r = e // H
-                j = e % H
-                b = b0 + r
-                z = zb + r * GH
-                hp = sm[cur + r * H + j]
-                cp = zero
+            if unit:
+                zr = zb + ru * nc1 * S
+                z0 = sum_parts(sm, zr + ju * S, S)
+                z1 = sum_parts(sm, zr + (H + ju) * S, S) if nc1 > H else zero
+                z2 = sum_parts(sm, zr + (2 * H + ju) * S, S) if nc1 > 2 * H else zero
+                z3 = sum_parts(sm, zr + (3 * H + ju) * S, S) if nc1 > 3 * H else zero
+                gl[0] = x0
+                gl[1] = x1
+                gl[2] = x2
+                gl[3] = x3
+                v = fwd_elem(cell, 1, 0, gl, z0, z1, z2, z3, sm[cur + ru * H + ju], cst, bj, cl, hnl)
                 if cell == LSTM:
-                    cp = c0[b, j] if t == 0 else c[t - 1, b, j]
-                z1 = sm[z + H + j] if GH > H else zero
-                z2 = sm[z + 2 * H + j] if (GH > 2 * H and cell != GRU) else zero
-                z3 = sm[z + 3 * H + j] if GH > 3 * H else zero
-                v = fwd_elem(cell, H, j, gates[t, b], sm[z + j], z1, z2, z3, hp, cp,
-                             bhn[j] if cell == GRU_CUDNN else zero, c[t, b] if cell == LSTM else c[0, 0],
-                             hn[t, b] if cell == GRU_CUDNN else hn[0, 0])
+                    cst = cl[0]
+                    c[t, bu, ju] = cst
+                if cell == GRU_CUDNN:
+                    hn[t, bu, ju] = hnl[0]
+                for g in range(2 if cell == GRU else G):
+                    gates[t, bu, g * H + ju] = gl[g]
                 if cell == GRU:
-                    sm[sb + r * H + j] = v
+                    sm[sb + ru * H + ju] = v
                 else:
-                    sm[nxt + r * H + j] = v
-                    h[t, b, j] = v
+                    sm[nxt + ru * H + ju] = v
+                    h[t, bu, ju] = v
+                if t + 1 < T:  # the next step's input projections, loaded while this one finishes
+                    x0 = gates[t + 1, bu, ju]
+                    if G > 1:
+                        x1 = gates[t + 1, bu, H + ju]
+                    if G > 2:
+                        x2 = gates[t + 1, bu, 2 * H + ju]
+                    if G > 3:
+                        x3 = gates[t + 1, bu, 3 * H + ju]
             cuda.syncthreads()
-            if cell == GRU:
-                for e in range(tid, nb * H, nt):
-                    r = e // H
-                    j = e % H
-                    b = b0 + r
-                    s = zero
-                    if wshared:
-                        for k in range(H):
-                            s += sm[sb + r * H + k] * sm[k * GH + 2 * H + j]
-                    else:
-                        for k in range(H):
-                            s += sm[sb + r * H + k] * WT[k, 2 * H + j]
-                    v = gru_n_elem(H, j, gates[t, b], s, sm[cur + r * H + j])
-                    sm[nxt + r * H + j] = v
-                    h[t, b, j] = v
+            if cell == GRU:  # the candidate: n = tanh(W_xn x + b_n + W_hn (r ⊙ h_{t-1}))
+                for o in range(tid, npr2, nt):
+                    r = o // (H * S2)
+                    j = (o // S2) % H
+                    s = o % S2
+                    sm[z2b + o] = split_dot(sm, sb + r * H, wshared, 2 * H + j, GH, WT, 0, 2 * H + j, H, S2, s)
+                cuda.syncthreads()
+                if unit:
+                    zn = sum_parts(sm, z2b + (ru * H + ju) * S2, S2)
+                    v = gru_n_elem(1, 0, gl, zn, sm[cur + ru * H + ju])
+                    gates[t, bu, 2 * H + ju] = gl[2]
+                    sm[nxt + ru * H + ju] = v
+                    h[t, bu, ju] = v
                 cuda.syncthreads()
 
     @cuda.jit
     def bwd_persistent(cell, W, wshared, dh, gates, h, c, hn, h0, c0, bound, do_clip,
-                       DA, DArec, dh_norm, dc_norm, direct, dcflow, dh0, BM, HP):
+                       DA, DArec, sq_h, sq_c, dcflow, dh0, BM, S, S2):
         """The backward sweep t = T-1 … 0 for batch rows [blockIdx.x*BM, +BM), and ∂L/∂h_0.
 
         Dynamic shared memory: [W_h (GH, H) if wshared] [DArec double buffer
-        2*BM*GH] [squares BM*HP] [squares of dc BM*HP] [da_n BM*H]. ``direct``
-        and ``dcflow`` (B, H) carry dh_direct and ∂L/∂c from step to step;
-        ``dcflow`` holds ∂L/∂c_T on entry and ∂L/∂c_0 on exit.
+        2*BM*GH] [partial products BM*H*S] [partials of da_n W_hn BM*H*S2].
+        ``sq_h`` (and ``sq_c``) receive the squared total ∂L/∂h_t (∂L/∂c_t) of
+        every unit; ``dcflow`` holds ∂L/∂c_T on entry and ∂L/∂c_0 on exit.
         """
         T = gates.shape[0]
         B = h0.shape[0]
         H = h0.shape[1]
         GH = W.shape[0]
+        G = GH // H
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
         b0 = cuda.blockIdx.x * BM
         nb = min(BM, B - b0)
+        lstm = cell == LSTM
+        K1 = 2 * H if cell == GRU else GH
         sm = cuda.shared.array(0, at)
         off = 0
         if wshared:
@@ -491,103 +616,119 @@ def kernels(dtype) -> SimpleNamespace:
                 sm[e] = W[e // H, e % H]
             off = GH * H
         db = off
-        qb = db + 2 * BM * GH
-        qc = qb + BM * HP
-        nbuf = qc + BM * HP
-        K1 = 2 * H if cell == GRU else GH
-        lstm = cell == LSTM
-        for e in range(tid, nb * H, nt):
-            direct[b0 + e // H, e % H] = zero
-        for e in range(tid, nb * HP, nt):
-            sm[qb + e] = zero
-            sm[qc + e] = zero
-        cuda.syncthreads()
+        fb = db + 2 * BM * GH
+        f2b = fb + BM * H * S
+        npr = nb * H * S
+        npr2 = nb * H * S2
+        unit = tid < nb * H
+        ru = tid // H
+        ju = tid % H
+        bu = b0 + ru
+        gl = cuda.local.array(4, at)
+        dal = cuda.local.array(4, at)
+        darl = cuda.local.array(4, at)
+        g0 = zero
+        g1 = zero
+        g2 = zero
+        g3 = zero
+        dhv = zero
+        hpv = zero
+        cpv = zero
+        ctv = zero
+        hnv = zero
+        direct = zero
+        dcf = zero
+        if unit:  # the trace values of step T-1
+            t = T - 1
+            dhv = dh[t, bu, ju]
+            g0 = gates[t, bu, ju]
+            if G > 1:
+                g1 = gates[t, bu, H + ju]
+            if G > 2:
+                g2 = gates[t, bu, 2 * H + ju]
+            if G > 3:
+                g3 = gates[t, bu, 3 * H + ju]
+            hpv = h0[bu, ju] if t == 0 else h[t - 1, bu, ju]
+            if lstm:
+                dcf = dcflow[bu, ju]
+                ctv = c[t, bu, ju]
+                cpv = c0[bu, ju] if t == 0 else c[t - 1, bu, ju]
+            if cell == GRU_CUDNN:
+                hnv = hn[t, bu, ju]
         for t in range(T - 1, -1, -1):
             prv = db + ((t + 1) % 2) * BM * GH
             cur = db + (t % 2) * BM * GH
+            # partial products of DArec_{t+1} W_h (none at the last step)
             kmax = K1 if t < T - 1 else 0
-            for e in range(tid, nb * H, nt):
-                r = e // H
-                j = e % H
-                b = b0 + r
-                flow = zero
-                if wshared:
-                    for k in range(kmax):
-                        flow += sm[prv + r * GH + k] * sm[k * H + j]
-                else:
-                    for k in range(kmax):
-                        flow += sm[prv + r * GH + k] * W[k, j]
-                tot = dh[t, b, j] + flow + direct[b, j]
-                sm[qb + r * HP + j] = tot * tot
-                hp = h0[b, j] if t == 0 else h[t - 1, b, j]
-                cp = zero
-                ct = zero
-                dcf = zero
+            for o in range(tid, npr, nt):
+                r = o // (H * S)
+                j = (o // S) % H
+                s = o % S
+                sm[fb + o] = split_dot(sm, prv + r * GH, wshared, j, H, W, 0, j, kmax, S, s)
+            cuda.syncthreads()
+            hp_t = hpv
+            r_t = g0
+            if unit:
+                tot = dhv + sum_parts(sm, fb + (ru * H + ju) * S, S) + direct
+                sq_h[t, bu, ju] = tot * tot
+                gl[0] = g0
+                gl[1] = g1
+                gl[2] = g2
+                gl[3] = g3
+                dc2, direct, dcp = bwd_elem(cell, 1, 0, tot, gl, dal, darl if cell == GRU_CUDNN else dal, hpv, cpv,
+                                            ctv, hnv, dcf, bound, do_clip)
                 if lstm:
-                    cp = c0[b, j] if t == 0 else c[t - 1, b, j]
-                    ct = c[t, b, j]
-                    dcf = dcflow[b, j]
-                dc2, dir_, dcp = bwd_elem(cell, H, j, tot, gates[t, b], DA[t, b], DArec[t, b], hp, cp, ct,
-                                          hn[t, b, j] if cell == GRU_CUDNN else zero, dcf, bound, do_clip)
-                direct[b, j] = dir_
-                if lstm:
-                    dcflow[b, j] = dcp
-                    sm[qc + r * HP + j] = dc2
-                if cell == GRU:
-                    sm[cur + r * GH + H + j] = DA[t, b, H + j]
-                    sm[nbuf + r * H + j] = DA[t, b, 2 * H + j]
-                else:
-                    for gi in range(GH // H):
-                        sm[cur + r * GH + gi * H + j] = DArec[t, b, gi * H + j]
+                    dcf = dcp
+                    sq_c[t, bu, ju] = dc2
+                for g in range(1 if cell == GRU else 0, G):
+                    DA[t, bu, g * H + ju] = dal[g]
+                    if cell == GRU_CUDNN:
+                        DArec[t, bu, g * H + ju] = darl[g]
+                        sm[cur + ru * GH + g * H + ju] = darl[g]
+                    else:
+                        sm[cur + ru * GH + g * H + ju] = dal[g]
+                if t > 0:  # the next step's trace values, loaded while this one finishes
+                    tp = t - 1
+                    dhv = dh[tp, bu, ju]
+                    g0 = gates[tp, bu, ju]
+                    if G > 1:
+                        g1 = gates[tp, bu, H + ju]
+                    if G > 2:
+                        g2 = gates[tp, bu, 2 * H + ju]
+                    if G > 3:
+                        g3 = gates[tp, bu, 3 * H + ju]
+                    hpv = h0[bu, ju] if tp == 0 else h[tp - 1, bu, ju]
+                    if lstm:
+                        ctv = cpv
+                        cpv = c0[bu, ju] if tp == 0 else c[tp - 1, bu, ju]
+                    if cell == GRU_CUDNN:
+                        hnv = hn[tp, bu, ju]
             cuda.syncthreads()
             if cell == GRU:  # ds = da_n W_hn, then da_r and the reset path into h_{t-1}
-                for e in range(tid, nb * H, nt):
-                    r = e // H
-                    j = e % H
-                    b = b0 + r
-                    ds = zero
-                    if wshared:
-                        for k in range(H):
-                            ds += sm[nbuf + r * H + k] * sm[(2 * H + k) * H + j]
-                    else:
-                        for k in range(H):
-                            ds += sm[nbuf + r * H + k] * W[2 * H + k, j]
-                    hp = h0[b, j] if t == 0 else h[t - 1, b, j]
-                    da_r, through = gru_reset_backward(ds, gates[t, b, j], hp)
-                    DA[t, b, j] = da_r
-                    sm[cur + r * GH + j] = da_r
-                    direct[b, j] += through
-            # fixed-order tree reductions of the squares over hidden units
-            s = HP // 2
-            while s > 0:
+                for o in range(tid, npr2, nt):
+                    r = o // (H * S2)
+                    j = (o // S2) % H
+                    s = o % S2
+                    sm[f2b + o] = split_dot(sm, cur + r * GH + 2 * H, wshared, 2 * H * H + j, H, W, 2 * H, j, H,
+                                            S2, s)
                 cuda.syncthreads()
-                for e in range(tid, nb * s, nt):
-                    r = e // s
-                    j = e % s
-                    sm[qb + r * HP + j] += sm[qb + r * HP + j + s]
-                    if lstm:
-                        sm[qc + r * HP + j] += sm[qc + r * HP + j + s]
-                s //= 2
-            cuda.syncthreads()
-            for r in range(tid, nb, nt):
-                dh_norm[t, b0 + r] = math.sqrt(sm[qb + r * HP])
-                sm[qb + r * HP] = zero
-                if lstm:
-                    dc_norm[t, b0 + r] = math.sqrt(sm[qc + r * HP])
-                    sm[qc + r * HP] = zero
-            cuda.syncthreads()
-        # ∂L/∂h_0 = DArec_0 W_h + dh_direct
-        for e in range(tid, nb * H, nt):
-            r = e // H
-            j = e % H
-            flow = zero
-            if wshared:
-                for k in range(K1):
-                    flow += sm[db + r * GH + k] * sm[k * H + j]
-            else:
-                for k in range(K1):
-                    flow += sm[db + r * GH + k] * W[k, j]
-            dh0[b0 + r, j] = flow + direct[b0 + r, j]
+                if unit:
+                    da_r, through = gru_reset_backward(sum_parts(sm, f2b + (ru * H + ju) * S2, S2), r_t, hp_t)
+                    DA[t, bu, ju] = da_r
+                    sm[cur + ru * GH + ju] = da_r
+                    direct += through
+                cuda.syncthreads()
+        # ∂L/∂h_0 = DArec_0 W_h + dh_direct, and ∂L/∂c_0
+        for o in range(tid, npr, nt):
+            r = o // (H * S)
+            j = (o // S) % H
+            s = o % S
+            sm[fb + o] = split_dot(sm, db + r * GH, wshared, j, H, W, 0, j, K1, S, s)
+        cuda.syncthreads()
+        if unit:
+            dh0[bu, ju] = sum_parts(sm, fb + (ru * H + ju) * S, S) + direct
+            if lstm:
+                dcflow[bu, ju] = dcf
 
     # ------------------------------------------------------------------
     # Per-step kernels: a tile of the recurrent product, then the gate math on it

@@ -133,8 +133,15 @@ def _to_device(cuda, a):
     return None if a is None else (a if is_device_array(a) else cuda.to_device(np.ascontiguousarray(a)))
 
 
+_DUMMIES: dict = {}
+
+
 def _dummy(cuda, dtype, ndim):
-    return cuda.to_device(np.zeros((1,) * ndim, dtype))
+    """A one-element device array standing in for an argument a cell does not use (made once, never written)."""
+    key = (np.dtype(dtype).str, ndim, id(cuda))
+    if key not in _DUMMIES:
+        _DUMMIES[key] = cuda.to_device(np.zeros((1,) * ndim, dtype))
+    return _DUMMIES[key]
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -182,33 +189,50 @@ def _zeros(cuda, K_, k, shape, dtype):
     return a
 
 
+def _pow2_split(work: int, nt: int, length: int, min_part: int) -> int:
+    """The largest power of two S with work*S <= nt and length/S >= min_part (at least 1)."""
+    S = 1
+    while work * S * 2 <= nt and length // (S * 2) >= min_part:
+        S *= 2
+    return S
+
+
 def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
     """Choose the persistent or the stepwise kernels, and their launch shapes.
 
-    Returns ("persistent", blocks, threads, BM, wshared, shared_bytes) or
-    ("stepwise", rows-per-block-threads, shared_bytes).
+    Returns ("persistent", blocks, threads, BM, wshared, shared_bytes, S, S2) or
+    ("stepwise", rows-per-block-threads, shared_bytes). A persistent block
+    owns BM batch rows, one thread per hidden unit of them at least; each dot
+    product of the step is split over S threads (S2 for the candidate product
+    of ``gru``).
     """
     G = spec.num_gates
     GH = G * H
+    gru = spec.name == "gru"
     strategy = STRATEGY
     if strategy == "auto":
         strategy = "persistent" if H <= PERSISTENT_MAX_H else "stepwise"
-    if strategy == "persistent":
-        threads = K_.PERSISTENT_THREADS
-        BM = max(1, _cdiv(B, K_.PERSISTENT_BLOCKS))
-        HP = 1 << max(0, (H - 1).bit_length())
+    if strategy == "persistent" and H <= K_.PERSISTENT_MAX_THREADS:
+        nc1 = 2 * H if gru else GH
+        length = (2 * H if gru else GH) if backward else H
+        BM = max(1, min(_cdiv(B, K_.PERSISTENT_BLOCKS), K_.PERSISTENT_MAX_THREADS // H))
         while True:
+            work = BM * H if backward else BM * nc1
+            nt = -(-work // K_.WARP) * K_.WARP
+            nt = max(BM * H, min(max(nt, K_.PERSISTENT_THREADS), K_.PERSISTENT_MAX_THREADS))
+            S = _pow2_split(work, nt, length, K_.MIN_SPLIT)
+            S2 = _pow2_split(BM * H, nt, H, K_.MIN_SPLIT) if gru else 1
             if backward:
-                words = 2 * BM * GH + 2 * BM * HP + BM * H
+                words = 2 * BM * GH + BM * H * S + BM * H * S2
             else:
-                words = 2 * BM * H + BM * GH + BM * H
+                words = 2 * BM * H + BM * nc1 * S + BM * H + BM * H * S2
             if words * itemsize <= SHARED_LIMIT or BM == 1:
                 break
             BM = max(1, BM // 2)
         if words * itemsize <= SHARED_LIMIT:
             wshared = (words + GH * H) * itemsize <= SHARED_LIMIT
             nbytes = (words + (GH * H if wshared else 0)) * itemsize
-            return ("persistent", _cdiv(B, BM), threads, BM, wshared, nbytes, HP)
+            return ("persistent", _cdiv(B, BM), nt, BM, wshared, nbytes, S, S2)
     # one launch per step
     XW, RM, BK = K_.STEP_XW, K_.STEP_RM, K_.STEP_BK
     ty = max(1, min(2 if K_.SIM else 8, _cdiv(B, RM)))
@@ -262,11 +286,15 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
 
     plan = _plan(K_, spec, B, H, dtype.itemsize, backward=False)
     if plan[0] == "persistent":
-        _, blocks, threads, BM, wshared, nbytes, _hp = plan
-        WT = cuda.device_array((H, GH), dtype)
-        t2 = K_.THREADS_2D
-        k.transpose[(_cdiv(H, t2), _cdiv(GH, t2)), (t2, t2)](W_h, WT)
-        k.fwd_persistent[blocks, threads, 0, nbytes](cell, W_h, WT, wshared, b_hn, dh0, dc0, h, c, gates, hn, BM)
+        _, blocks, threads, BM, wshared, nbytes, S, S2 = plan
+        if wshared:  # the kernel loads W_h^T into shared memory itself
+            WT = _dummy(cuda, dtype, 2)
+        else:  # W_h^T in global memory, so that the product's reads are coalesced
+            WT = cuda.device_array((H, GH), dtype)
+            t2 = K_.THREADS_2D
+            k.transpose[(_cdiv(H, t2), _cdiv(GH, t2)), (t2, t2)](W_h, WT)
+        k.fwd_persistent[blocks, threads, 0, nbytes](cell, W_h, WT, wshared, b_hn, dh0, dc0, h, c, gates, hn, BM, S,
+                                                     S2)
     else:
         _, ty, nbytes = plan
         XW, RM = K_.STEP_XW, K_.STEP_RM
@@ -327,7 +355,6 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     DArec = cuda.device_array((T, B, GH), dtype) if cudnn else DA
     dh_norm = cuda.device_array((T, B), dtype)
     dc_norm = cuda.device_array((T, B), dtype) if lstm else _dummy(cuda, dtype, 2)
-    direct = cuda.device_array((B, H), dtype)
     if lstm and dc_last is not None:
         dcflow = cuda.device_array((B, H), dtype)
         src = _to_device(cuda, dc_last)
@@ -342,12 +369,19 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     do_clip = clip_step is not None
 
     plan = _plan(K_, spec, B, H, dtype.itemsize, backward=True)
+    threads = K_.THREADS_1D
     if plan[0] == "persistent":
-        _, blocks, threads, BM, wshared, nbytes, HP = plan
-        k.bwd_persistent[blocks, threads, 0, nbytes](
+        _, blocks, nt, BM, wshared, nbytes, S, S2 = plan
+        sq_h = cuda.device_array((T, B, H), dtype)
+        sq_c = cuda.device_array((T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
+        k.bwd_persistent[blocks, nt, 0, nbytes](
             cell, W_h, wshared, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,
-            DA, DArec, dh_norm, dc_norm, direct, dcflow, g_h0, BM, HP)
+            DA, DArec, sq_h, sq_c, dcflow, g_h0, BM, S, S2)
+        k.norm_final[_cdiv(T * B, threads), threads](sq_h, dh_norm)
+        if lstm:
+            k.norm_final[_cdiv(T * B, threads), threads](sq_c, dc_norm)
     else:
+        direct = cuda.device_array((B, H), dtype)
         _, ty, nbytes = plan
         XW, RM = K_.STEP_XW, K_.STEP_RM
         grid = (_cdiv(H, XW), _cdiv(B, ty * RM))
@@ -362,7 +396,6 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
             if gru:
                 step_s(t, W_h, tr.gates, tr.h, tr.h0, DA, direct)
         k.bwd_final[grid, (XW, ty), 0, nbytes](cell, W_h, tr.h0, DArec, direct, g_h0)
-        threads = K_.THREADS_1D
         k.norm_final[_cdiv(T * B, threads), threads](part_h, dh_norm)
         if lstm:
             k.norm_final[_cdiv(T * B, threads), threads](part_c, dc_norm)
@@ -381,10 +414,9 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     if T > 1:
         _gemm(K_, k, DR2[B:, :rows], h2[: (T - 1) * B], dW_h[:rows], ta=True, accumulate=True)
     if gru:  # the n block of W_h acts on s = r ⊙ h_{t-1}
-        S = cuda.device_array((T, B, H), dtype)
-        threads = K_.THREADS_1D
-        k.reset_states[_cdiv(T * B * H, threads), threads](tr.gates, tr.h, tr.h0, S)
-        _gemm(K_, k, DA2[:, 2 * H:], S.reshape(T * B, H), dW_h[2 * H:], ta=True)
+        rs = cuda.device_array((T, B, H), dtype)
+        k.reset_states[_cdiv(T * B * H, threads), threads](tr.gates, tr.h, tr.h0, rs)
+        _gemm(K_, k, DA2[:, 2 * H:], rs.reshape(T * B, H), dW_h[2 * H:], ta=True)
     db = cuda.device_array(GH, dtype)
     _colsum(cuda, K_, k, DA2, db)
     db_hn = None
@@ -399,6 +431,22 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     if host:
         out = {name: None if a is None else a.copy_to_host() for name, a in out.items()}
     return Grads(**out)
+
+
+def device_all_finite(a) -> bool:
+    """False when the device array ``a`` holds an inf or a nan, checked on the device (one flag comes back)."""
+    cuda = cuda_module()
+    dtype = np.dtype(a.dtype)
+    if dtype.kind != "f" or not a.is_c_contiguous():
+        return bool(np.isfinite(a.copy_to_host()).all())
+    if a.size == 0:
+        return True
+    K_, k = _ker(dtype)
+    flat = a.reshape(a.size)
+    flag = cuda.to_device(np.zeros(1, np.int32))
+    threads = K_.THREADS_1D
+    k.nonfinite_flag[min(_cdiv(a.size, threads), 1024), threads](flat, flag)
+    return int(flag.copy_to_host()[0]) == 0
 
 
 def synchronize() -> None:
