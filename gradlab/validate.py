@@ -83,12 +83,43 @@ def check_finite(name: str, a: np.ndarray) -> None:
     A device array is checked on the device (one flag comes back); only when
     it does hold a non-finite value is it copied to the host, for the message.
     """
-    if is_device_array(a):
-        from .kernels.cuda import device_all_finite
+    checks = FiniteChecks()
+    checks.add(name, a)
+    checks.run()
 
-        if device_all_finite(a):
+
+class FiniteChecks:
+    """The finiteness checks of one call: host arrays at once, device arrays together.
+
+    Device arrays are checked on the device when :meth:`run` is called, one
+    flag each and a single copy of the flags back to the host, so a call with
+    several device arrays pays one round trip, not one per array. The error
+    names the first argument (in the order added) found to hold inf or nan.
+    """
+
+    def __init__(self) -> None:
+        self.device: list[tuple[str, Any]] = []
+
+    def add(self, name: str, a: Any) -> None:
+        """Check a host array now; keep a device array for :meth:`run`."""
+        if is_device_array(a):
+            self.device.append((name, a))
+        else:
+            _raise_if_nonfinite(name, a)
+
+    def run(self) -> None:
+        """Check the device arrays added so far."""
+        if not self.device:
             return
-        a = a.copy_to_host()
+        from .kernels.cuda import device_nonfinite_flags
+
+        arrays, self.device = self.device, []
+        for (name, a), bad in zip(arrays, device_nonfinite_flags([a for _, a in arrays])):
+            if bad:
+                _raise_if_nonfinite(name, a.copy_to_host())
+
+
+def _raise_if_nonfinite(name: str, a: np.ndarray) -> None:
     finite = np.isfinite(a)
     if not finite.all():
         bad = np.argwhere(~finite)
@@ -98,8 +129,13 @@ def check_finite(name: str, a: np.ndarray) -> None:
         )
 
 
-def check_params(cell: str, params: Params, *, finite: bool = True) -> tuple[CellSpec, Params]:
-    """Validate a cell name and its parameters; return the cell's spec and contiguous params."""
+def check_params(cell: str, params: Params, *, finite: bool = True,
+                 checks: FiniteChecks | None = None) -> tuple[CellSpec, Params]:
+    """Validate a cell name and its parameters; return the cell's spec and contiguous params.
+
+    With ``checks``, the finiteness checks of device arrays are added to it
+    (the caller runs them) instead of being run here.
+    """
     spec = get_cell(cell)
     if not isinstance(params, Params):
         raise TypeError(f"params: expected gradlab.Params, got {type(params).__name__}")
@@ -127,8 +163,12 @@ def check_params(cell: str, params: Params, *, finite: bool = True) -> tuple[Cel
         b_hn = None
     out = Params(W_x=W_x, W_h=W_h, b=b, b_hn=b_hn)
     if finite:
+        own = checks is None
+        checks = FiniteChecks() if own else checks
         for name, a in out.arrays().items():
-            check_finite(f"params.{name}", a)
+            checks.add(f"params.{name}", a)
+        if own:
+            checks.run()
     return spec, out
 
 
@@ -138,7 +178,8 @@ def check_forward(cell: str, params: Params, x: Any, h0: Any, c0: Any):
     Returns ``(spec, params, x, h0, c0)`` with contiguous arrays, zeros filled
     in for missing initial states (``c0`` stays None for cells without a cell state).
     """
-    spec, params = check_params(cell, params)
+    checks = FiniteChecks()
+    spec, params = check_params(cell, params, checks=checks)
     dtype, D, H = params.dtype, params.input_size, params.hidden_size
     x = check_array("x", x, ("T", "B", D), dtype)
     T, B = x.shape[0], x.shape[1]
@@ -146,20 +187,21 @@ def check_forward(cell: str, params: Params, x: Any, h0: Any, c0: Any):
         raise ValueError(f"x: expected at least one timestep (T >= 1), got shape {x.shape}")
     if B == 0:
         raise ValueError(f"x: expected at least one sequence (B >= 1), got shape {x.shape}")
-    check_finite("x", x)
+    checks.add("x", x)
     if h0 is None:
         h0 = np.zeros((B, H), dtype)
     else:
         h0 = check_array("h0", h0, (B, H), dtype)
-        check_finite("h0", h0)
+        checks.add("h0", h0)
     if spec.has_cell_state:
         if c0 is None:
             c0 = np.zeros((B, H), dtype)
         else:
             c0 = check_array("c0", c0, (B, H), dtype)
-            check_finite("c0", c0)
+            checks.add("c0", c0)
     elif c0 is not None:
         raise ValueError(f"c0: only 'lstm' has a cell state; expected None for cell {cell!r}")
+    checks.run()
     return spec, params, x, h0, c0
 
 
@@ -169,7 +211,8 @@ def check_backward(cell: str, params: Params, trace: Trace, dh: Any, dc_last: An
     Returns ``(spec, params, dh, dc_last, clip_step)``; ``dc_last`` is None or
     a contiguous array, ``clip_step`` None or a positive float.
     """
-    spec, params = check_params(cell, params)
+    checks = FiniteChecks()
+    spec, params = check_params(cell, params, checks=checks)
     if not isinstance(trace, Trace):
         raise TypeError(f"trace: expected the gradlab.Trace returned by forward, got {type(trace).__name__}")
     if trace.cell != cell:
@@ -184,16 +227,17 @@ def check_backward(cell: str, params: Params, trace: Trace, dh: Any, dc_last: An
             f"which do not match params (H={H}, D={params.input_size}, {dtype})"
         )
     dh = check_array("dh", dh, (T, B, H), dtype)
-    check_finite("dh", dh)
+    checks.add("dh", dh)
     if dc_last is not None:
         if not spec.has_cell_state:
             raise ValueError(f"dc_last: only 'lstm' has a cell state; expected None for cell {cell!r}")
         dc_last = check_array("dc_last", dc_last, (B, H), dtype)
-        check_finite("dc_last", dc_last)
+        checks.add("dc_last", dc_last)
     if clip_step is not None:
         if isinstance(clip_step, bool) or not isinstance(clip_step, (int, float, np.integer, np.floating)):
             raise TypeError(f"clip_step: expected a positive number or None, got {type(clip_step).__name__}")
         clip_step = float(clip_step)
         if not (clip_step > 0 and np.isfinite(clip_step)):
             raise ValueError(f"clip_step: expected a positive finite number or None, got {clip_step}")
+    checks.run()
     return spec, params, dh, dc_last, clip_step

@@ -215,6 +215,16 @@ def test_bad_device_arrays():
         bad = dc.copy()
         bad[0, 0] = np.inf
         gradlab.backward("lstm", pd, tr, cuda.to_device(dh), cuda.to_device(bad), backend="cuda")
+    # device arrays are checked together: the error names the first bad one, in argument order
+    W_bad = p.W_h.copy()
+    W_bad[3, 1] = -np.inf
+    pbad = gradlab.Params(pd.W_x, cuda.to_device(W_bad), pd.b)
+    with pytest.raises(ValueError, match=r"^params.W_h: expected finite values, found 1 non-finite .*\(3, 1\)"):
+        gradlab.forward("lstm", pbad, cuda.to_device(xb), backend="cuda")
+    with pytest.raises(ValueError, match=r"^dh: expected finite values, found 2 non-finite"):
+        dh_bad = dh.copy()
+        dh_bad[0, 0, 0] = dh_bad[-1, -1, -1] = np.nan
+        gradlab.backward("lstm", pd, tr, cuda.to_device(dh_bad), backend="cuda")
 
 
 # ---------------------------------------------------------------------------

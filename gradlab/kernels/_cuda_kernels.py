@@ -7,9 +7,10 @@ when a kernel compiles); the cell is a run-time argument, a branch that is
 uniform across the grid, so each kernel compiles once per dtype.
 
 The gate math is :mod:`gradlab.kernels.pointwise`, the same ``@njit`` functions
-the CPU backend inlines: numba-cuda compiles them as device functions. The one
-per-target piece, the transcendental primitive ``exp_nonpos``, is registered
-here for the CUDA target (``math.exp``, i.e. libdevice).
+the CPU backend inlines: numba-cuda compiles them as device functions. The
+per-target pieces, the transcendental primitives ``exp_nonpos``, ``sigmoid``
+and ``tanh``, are registered here for the CUDA target (libdevice's ``exp`` and
+``tanh``, in the argument's own precision).
 
 Kernels
 -------
@@ -44,7 +45,10 @@ from functools import lru_cache
 from types import SimpleNamespace
 
 import numpy as np
-from numba import cuda
+from numba import cuda, types, uint64
+
+U = uint64  # unsigned indices: no wrap-around of negative indices in the hot loops
+U0, U1, U2, U3, U4 = (np.uint64(i) for i in range(5))
 
 from .cpu import CELL_ID
 from .pointwise import (
@@ -108,7 +112,7 @@ STEP_BK = STEP_XW
 
 
 if not SIM:
-    # The CUDA implementation of the one per-target primitive (see pointwise.py).
+    # The CUDA implementations of the per-target primitives (see pointwise.py).
     try:
         from numba.cuda.extending import overload as _cuda_overload
     except ImportError:  # older numba-cuda / built-in numba.cuda share numba.core's registry
@@ -118,6 +122,27 @@ if not SIM:
     def _exp_nonpos_cuda(x):
         def impl(x):
             return math.exp(0.0 if x > 0.0 else x)  # nan propagates (nan > 0 is False)
+
+        return impl
+
+    @_cuda_overload(sigmoid, target="cuda")
+    def _sigmoid_cuda(z):
+        """σ(z) from e^{-|z|} (libdevice exp) in z's own precision: float32 gates stay float32."""
+        one, nought = (np.float32(1), np.float32(0)) if z == types.float32 else (1.0, 0.0)
+
+        def impl(z):
+            e = math.exp(-abs(z))
+            s = one / (one + e)
+            return s if z >= nought else e * s  # nan propagates through e
+
+        return impl
+
+    @_cuda_overload(tanh, target="cuda")
+    def _tanh_cuda(x):
+        """libdevice tanh, in x's own precision."""
+
+        def impl(x):
+            return math.tanh(x)
 
         return impl
 
@@ -239,13 +264,13 @@ def kernels(dtype) -> SimpleNamespace:
             a[i] = value
 
     @cuda.jit
-    def nonfinite_flag(a, flag):
-        """flag[0] = 1 when the 1-D array a holds an inf or a nan (left as it is otherwise)."""
+    def nonfinite_flag(a, flags, which):
+        """flags[which] = 1 when the 1-D array a holds an inf or a nan (left as it is otherwise)."""
         start = cuda.grid(1)
         stride = cuda.gridsize(1)
         for i in range(start, a.shape[0], stride):
             if math.isinf(a[i]) or math.isnan(a[i]):
-                flag[0] = 1
+                flags[which] = 1
 
     @cuda.jit
     def copy2d(src, dst):
@@ -412,64 +437,80 @@ def kernels(dtype) -> SimpleNamespace:
     # thread), so a step costs two barriers and a few shared-memory rounds, not
     # a serial loop over H. The squared norms are stored per unit and reduced
     # after the sweep (:func:`norm_final`), off the critical path.
+    #
+    # A step runs in very few warps (one, at B = 1 and H = 32), so its cost is
+    # the latency of its instruction chain. Indices in the hot paths are
+    # therefore unsigned (``U``): Numba wraps negative signed indices around,
+    # which costs several 64-bit instructions per access.
 
     @cuda.jit(device=True)
     def dot_shared(sm, a, w, ws, n):
-        """Σ_{k<n} sm[a + k] sm[w + k ws], as four interleaved partial sums (a fixed order)."""
+        """Σ_{k<n} sm[a + k] sm[w + k ws] (unsigned arguments), as four interleaved partial sums."""
         s0 = zero
         s1 = zero
         s2 = zero
         s3 = zero
-        k = 0
-        while k + 4 <= n:
+        k = U0
+        while k + U4 <= n:
             s0 += sm[a + k] * sm[w + k * ws]
-            s1 += sm[a + k + 1] * sm[w + (k + 1) * ws]
-            s2 += sm[a + k + 2] * sm[w + (k + 2) * ws]
-            s3 += sm[a + k + 3] * sm[w + (k + 3) * ws]
-            k += 4
+            s1 += sm[a + k + U1] * sm[w + (k + U1) * ws]
+            s2 += sm[a + k + U2] * sm[w + (k + U2) * ws]
+            s3 += sm[a + k + U3] * sm[w + (k + U3) * ws]
+            k += U4
         while k < n:
             s0 += sm[a + k] * sm[w + k * ws]
-            k += 1
+            k += U1
         return (s0 + s1) + (s2 + s3)
 
     @cuda.jit(device=True)
     def dot_global(sm, a, M, k0, col, n):
-        """Σ_{k<n} sm[a + k] M[k0 + k, col], as four interleaved partial sums (a fixed order)."""
+        """Σ_{k<n} sm[a + k] M[k0 + k, col] (unsigned arguments), as four interleaved partial sums."""
         s0 = zero
         s1 = zero
         s2 = zero
         s3 = zero
-        k = 0
-        while k + 4 <= n:
+        k = U0
+        while k + U4 <= n:
             s0 += sm[a + k] * M[k0 + k, col]
-            s1 += sm[a + k + 1] * M[k0 + k + 1, col]
-            s2 += sm[a + k + 2] * M[k0 + k + 2, col]
-            s3 += sm[a + k + 3] * M[k0 + k + 3, col]
-            k += 4
+            s1 += sm[a + k + U1] * M[k0 + k + U1, col]
+            s2 += sm[a + k + U2] * M[k0 + k + U2, col]
+            s3 += sm[a + k + U3] * M[k0 + k + U3, col]
+            k += U4
         while k < n:
             s0 += sm[a + k] * M[k0 + k, col]
-            k += 1
+            k += U1
         return (s0 + s1) + (s2 + s3)
 
     @cuda.jit(device=True)
-    def split_dot(sm, a, wshared, w, ws, M, m0, col, n, S, s):
-        """Part s of S of the dot product of length n (see :func:`dot_shared`, :func:`dot_global`)."""
+    def part_range(n, S, s):
+        """The terms [k0, k0 + m) of part s of S of a sum of n terms (m may be 0)."""
         chunk = (n + S - 1) // S
         k0 = s * chunk
-        m = min(n - k0, chunk)
+        return k0, max(0, min(n - k0, chunk))
+
+    @cuda.jit(device=True)
+    def dot_part(sm, a, wshared, w, ws, M, m0, col, k0, m):
+        """Σ_{k0 <= k < k0+m} sm[a + k] w_k, w_k = sm[w + k ws] if wshared else M[m0 + k, col]."""
         if m <= 0:
             return zero
         if wshared:
-            return dot_shared(sm, a + k0, w + k0 * ws, ws, m)
-        return dot_global(sm, a + k0, M, m0 + k0, col, m)
+            return dot_shared(sm, U(a + k0), U(w + k0 * ws), U(ws), U(m))
+        return dot_global(sm, U(a + k0), M, U(m0 + k0), U(col), U(m))
 
     @cuda.jit(device=True)
     def sum_parts(sm, off, S):
-        """sm[off] + … + sm[off + S - 1], in order."""
+        """sm[off] + … + sm[off + S - 1], in order (unsigned arguments)."""
         v = zero
-        for s in range(S):
+        s = U0
+        while s < S:
             v += sm[off + s]
+            s += U1
         return v
+
+    @cuda.jit(device=True)
+    def split3(o, n2, n1):
+        """o as (o // (n2 n1), (o // n1) % n2, o % n1) for non-negative o."""
+        return o // (n2 * n1), (o // n1) % n2, o % n1
 
     @cuda.jit
     def fwd_persistent(cell, W, WT, wshared, bhn, h0, c0, h, c, gates, hn, BM, S, S2):
@@ -504,10 +545,23 @@ def kernels(dtype) -> SimpleNamespace:
         z2b = sb + BM * H
         npr = nb * nc1 * S
         npr2 = nb * H * S2
+        # this thread's first product part (most threads have one at most)
+        pr, pcol, ps = split3(tid, nc1, S)
+        pk0, pm = part_range(H, S, ps)
+        qr, qj, qs = split3(tid, H, S2)
+        qk0, qm = part_range(H, S2, qs)
+        # this thread's hidden unit
         unit = tid < nb * H
         ru = tid // H
         ju = tid % H
         bu = b0 + ru
+        uH = U(H)
+        uj = U(ju)
+        ub = U(bu)
+        urow = U(ru * H + ju)
+        uS = U(S)
+        uS2 = U(S2)
+        uz = U(zb + ru * nc1 * S)
         gl = cuda.local.array(4, at)
         cl = cuda.local.array(1, at)
         hnl = cuda.local.array(1, at)
@@ -518,74 +572,85 @@ def kernels(dtype) -> SimpleNamespace:
         cst = zero
         bj = zero
         if unit:
-            sm[hb + ru * H + ju] = h0[bu, ju]
+            sm[U(hb) + urow] = h0[ub, uj]
             if cell == LSTM:
-                cst = c0[bu, ju]
+                cst = c0[ub, uj]
             if cell == GRU_CUDNN:
-                bj = bhn[ju]
-            x0 = gates[0, bu, ju]
+                bj = bhn[uj]
+            x0 = gates[U0, ub, uj]
             if G > 1:
-                x1 = gates[0, bu, H + ju]
+                x1 = gates[U0, ub, uH + uj]
             if G > 2:
-                x2 = gates[0, bu, 2 * H + ju]
+                x2 = gates[U0, ub, U2 * uH + uj]
             if G > 3:
-                x3 = gates[0, bu, 3 * H + ju]
+                x3 = gates[U0, ub, U3 * uH + uj]
         cuda.syncthreads()
         for t in range(T):
+            ut = U(t)
             cur = hb + (t % 2) * BM * H
-            nxt = hb + ((t + 1) % 2) * BM * H
+            ucur = U(cur)
+            unxt = U(hb + ((t + 1) % 2) * BM * H)
             # partial recurrent products z = h_{t-1} W_h^T
             for o in range(tid, npr, nt):
-                r = o // (nc1 * S)
-                col = (o // S) % nc1
-                s = o % S
-                sm[zb + o] = split_dot(sm, cur + r * H, wshared, col, GH, WT, 0, col, H, S, s)
+                if o == tid:
+                    r, col, k0, m = pr, pcol, pk0, pm
+                else:
+                    r, col, s = split3(o, nc1, S)
+                    k0, m = part_range(H, S, s)
+                sm[U(zb + o)] = dot_part(sm, cur + r * H, wshared, col, GH, WT, 0, col, k0, m)
             cuda.syncthreads()
             if unit:
-                zr = zb + ru * nc1 * S
-                z0 = sum_parts(sm, zr + ju * S, S)
-                z1 = sum_parts(sm, zr + (H + ju) * S, S) if nc1 > H else zero
-                z2 = sum_parts(sm, zr + (2 * H + ju) * S, S) if nc1 > 2 * H else zero
-                z3 = sum_parts(sm, zr + (3 * H + ju) * S, S) if nc1 > 3 * H else zero
+                z0 = sum_parts(sm, uz + uj * uS, uS)
+                z1 = sum_parts(sm, uz + (uH + uj) * uS, uS) if nc1 > H else zero
+                z2 = sum_parts(sm, uz + (U2 * uH + uj) * uS, uS) if nc1 > 2 * H else zero
+                z3 = sum_parts(sm, uz + (U3 * uH + uj) * uS, uS) if nc1 > 3 * H else zero
                 gl[0] = x0
                 gl[1] = x1
                 gl[2] = x2
                 gl[3] = x3
-                v = fwd_elem(cell, 1, 0, gl, z0, z1, z2, z3, sm[cur + ru * H + ju], cst, bj, cl, hnl)
+                v = fwd_elem(cell, 1, 0, gl, z0, z1, z2, z3, sm[ucur + urow], cst, bj, cl, hnl)
                 if cell == LSTM:
                     cst = cl[0]
-                    c[t, bu, ju] = cst
+                    c[ut, ub, uj] = cst
                 if cell == GRU_CUDNN:
-                    hn[t, bu, ju] = hnl[0]
-                for g in range(2 if cell == GRU else G):
-                    gates[t, bu, g * H + ju] = gl[g]
+                    hn[ut, ub, uj] = hnl[0]
+                gates[ut, ub, uj] = gl[0]
+                if G > 1:
+                    gates[ut, ub, uH + uj] = gl[1]
+                if G > 2 and cell != GRU:
+                    gates[ut, ub, U2 * uH + uj] = gl[2]
+                if G > 3:
+                    gates[ut, ub, U3 * uH + uj] = gl[3]
                 if cell == GRU:
-                    sm[sb + ru * H + ju] = v
+                    sm[U(sb) + urow] = v
                 else:
-                    sm[nxt + ru * H + ju] = v
-                    h[t, bu, ju] = v
+                    sm[unxt + urow] = v
+                    h[ut, ub, uj] = v
                 if t + 1 < T:  # the next step's input projections, loaded while this one finishes
-                    x0 = gates[t + 1, bu, ju]
+                    un = ut + U1
+                    x0 = gates[un, ub, uj]
                     if G > 1:
-                        x1 = gates[t + 1, bu, H + ju]
+                        x1 = gates[un, ub, uH + uj]
                     if G > 2:
-                        x2 = gates[t + 1, bu, 2 * H + ju]
+                        x2 = gates[un, ub, U2 * uH + uj]
                     if G > 3:
-                        x3 = gates[t + 1, bu, 3 * H + ju]
+                        x3 = gates[un, ub, U3 * uH + uj]
             cuda.syncthreads()
             if cell == GRU:  # the candidate: n = tanh(W_xn x + b_n + W_hn (r ⊙ h_{t-1}))
                 for o in range(tid, npr2, nt):
-                    r = o // (H * S2)
-                    j = (o // S2) % H
-                    s = o % S2
-                    sm[z2b + o] = split_dot(sm, sb + r * H, wshared, 2 * H + j, GH, WT, 0, 2 * H + j, H, S2, s)
+                    if o == tid:
+                        r, j, k0, m = qr, qj, qk0, qm
+                    else:
+                        r, j, s = split3(o, H, S2)
+                        k0, m = part_range(H, S2, s)
+                    sm[U(z2b + o)] = dot_part(sm, sb + r * H, wshared, 2 * H + j, GH, WT, 0, 2 * H + j, k0, m)
                 cuda.syncthreads()
                 if unit:
-                    zn = sum_parts(sm, z2b + (ru * H + ju) * S2, S2)
-                    v = gru_n_elem(1, 0, gl, zn, sm[cur + ru * H + ju])
-                    gates[t, bu, 2 * H + ju] = gl[2]
-                    sm[nxt + ru * H + ju] = v
-                    h[t, bu, ju] = v
+                    zn = sum_parts(sm, U(z2b) + urow * uS2, uS2)
+                    v = gru_n_elem(1, 0, gl, zn, sm[ucur + urow])
+                    gates[ut, ub, U2 * uH + uj] = gl[2]
+                    sm[unxt + urow] = v
+                    h[ut, ub, uj] = v
                 cuda.syncthreads()
 
     @cuda.jit
@@ -620,10 +685,23 @@ def kernels(dtype) -> SimpleNamespace:
         f2b = fb + BM * H * S
         npr = nb * H * S
         npr2 = nb * H * S2
+        # this thread's first product part (most threads have one at most)
+        pr, pj, ps = split3(tid, H, S)
+        pk0, pm = part_range(K1, S, ps)
+        qr, qj, qs = split3(tid, H, S2)
+        qk0, qm = part_range(H, S2, qs)
+        # this thread's hidden unit
         unit = tid < nb * H
         ru = tid // H
         ju = tid % H
         bu = b0 + ru
+        uH = U(H)
+        uj = U(ju)
+        ub = U(bu)
+        uGH = U(GH)
+        urow = U(ru * H + ju)
+        uS = U(S)
+        uS2 = U(S2)
         gl = cuda.local.array(4, at)
         dal = cuda.local.array(4, at)
         darl = cuda.local.array(4, at)
@@ -640,37 +718,43 @@ def kernels(dtype) -> SimpleNamespace:
         dcf = zero
         if unit:  # the trace values of step T-1
             t = T - 1
-            dhv = dh[t, bu, ju]
-            g0 = gates[t, bu, ju]
+            ut = U(t)
+            dhv = dh[ut, ub, uj]
+            g0 = gates[ut, ub, uj]
             if G > 1:
-                g1 = gates[t, bu, H + ju]
+                g1 = gates[ut, ub, uH + uj]
             if G > 2:
-                g2 = gates[t, bu, 2 * H + ju]
+                g2 = gates[ut, ub, U2 * uH + uj]
             if G > 3:
-                g3 = gates[t, bu, 3 * H + ju]
-            hpv = h0[bu, ju] if t == 0 else h[t - 1, bu, ju]
+                g3 = gates[ut, ub, U3 * uH + uj]
+            hpv = h0[ub, uj] if t == 0 else h[ut - U1, ub, uj]
             if lstm:
-                dcf = dcflow[bu, ju]
-                ctv = c[t, bu, ju]
-                cpv = c0[bu, ju] if t == 0 else c[t - 1, bu, ju]
+                dcf = dcflow[ub, uj]
+                ctv = c[ut, ub, uj]
+                cpv = c0[ub, uj] if t == 0 else c[ut - U1, ub, uj]
             if cell == GRU_CUDNN:
-                hnv = hn[t, bu, ju]
+                hnv = hn[ut, ub, uj]
         for t in range(T - 1, -1, -1):
+            ut = U(t)
             prv = db + ((t + 1) % 2) * BM * GH
             cur = db + (t % 2) * BM * GH
+            ucr = U(cur + ru * GH)
             # partial products of DArec_{t+1} W_h (none at the last step)
-            kmax = K1 if t < T - 1 else 0
-            for o in range(tid, npr, nt):
-                r = o // (H * S)
-                j = (o // S) % H
-                s = o % S
-                sm[fb + o] = split_dot(sm, prv + r * GH, wshared, j, H, W, 0, j, kmax, S, s)
+            if t < T - 1:
+                for o in range(tid, npr, nt):
+                    if o == tid:
+                        r, j, k0, m = pr, pj, pk0, pm
+                    else:
+                        r, j, s = split3(o, H, S)
+                        k0, m = part_range(K1, S, s)
+                    sm[U(fb + o)] = dot_part(sm, prv + r * GH, wshared, j, H, W, 0, j, k0, m)
             cuda.syncthreads()
             hp_t = hpv
             r_t = g0
             if unit:
-                tot = dhv + sum_parts(sm, fb + (ru * H + ju) * S, S) + direct
-                sq_h[t, bu, ju] = tot * tot
+                flow = sum_parts(sm, U(fb) + urow * uS, uS) if t < T - 1 else zero
+                tot = dhv + flow + direct
+                sq_h[ut, ub, uj] = tot * tot
                 gl[0] = g0
                 gl[1] = g1
                 gl[2] = g2
@@ -679,56 +763,60 @@ def kernels(dtype) -> SimpleNamespace:
                                             ctv, hnv, dcf, bound, do_clip)
                 if lstm:
                     dcf = dcp
-                    sq_c[t, bu, ju] = dc2
+                    sq_c[ut, ub, uj] = dc2
                 for g in range(1 if cell == GRU else 0, G):
-                    DA[t, bu, g * H + ju] = dal[g]
+                    ug = U(g) * uH + uj
+                    DA[ut, ub, ug] = dal[g]
                     if cell == GRU_CUDNN:
-                        DArec[t, bu, g * H + ju] = darl[g]
-                        sm[cur + ru * GH + g * H + ju] = darl[g]
+                        DArec[ut, ub, ug] = darl[g]
+                        sm[ucr + ug] = darl[g]
                     else:
-                        sm[cur + ru * GH + g * H + ju] = dal[g]
+                        sm[ucr + ug] = dal[g]
                 if t > 0:  # the next step's trace values, loaded while this one finishes
-                    tp = t - 1
-                    dhv = dh[tp, bu, ju]
-                    g0 = gates[tp, bu, ju]
+                    tp = ut - U1
+                    dhv = dh[tp, ub, uj]
+                    g0 = gates[tp, ub, uj]
                     if G > 1:
-                        g1 = gates[tp, bu, H + ju]
+                        g1 = gates[tp, ub, uH + uj]
                     if G > 2:
-                        g2 = gates[tp, bu, 2 * H + ju]
+                        g2 = gates[tp, ub, U2 * uH + uj]
                     if G > 3:
-                        g3 = gates[tp, bu, 3 * H + ju]
-                    hpv = h0[bu, ju] if tp == 0 else h[tp - 1, bu, ju]
+                        g3 = gates[tp, ub, U3 * uH + uj]
+                    hpv = h0[ub, uj] if t == 1 else h[tp - U1, ub, uj]
                     if lstm:
                         ctv = cpv
-                        cpv = c0[bu, ju] if tp == 0 else c[tp - 1, bu, ju]
+                        cpv = c0[ub, uj] if t == 1 else c[tp - U1, ub, uj]
                     if cell == GRU_CUDNN:
-                        hnv = hn[tp, bu, ju]
+                        hnv = hn[tp, ub, uj]
             cuda.syncthreads()
             if cell == GRU:  # ds = da_n W_hn, then da_r and the reset path into h_{t-1}
                 for o in range(tid, npr2, nt):
-                    r = o // (H * S2)
-                    j = (o // S2) % H
-                    s = o % S2
-                    sm[f2b + o] = split_dot(sm, cur + r * GH + 2 * H, wshared, 2 * H * H + j, H, W, 2 * H, j, H,
-                                            S2, s)
+                    if o == tid:
+                        r, j, k0, m = qr, qj, qk0, qm
+                    else:
+                        r, j, s = split3(o, H, S2)
+                        k0, m = part_range(H, S2, s)
+                    sm[U(f2b + o)] = dot_part(sm, cur + r * GH + 2 * H, wshared, 2 * H * H + j, H, W, 2 * H, j, k0, m)
                 cuda.syncthreads()
                 if unit:
-                    da_r, through = gru_reset_backward(sum_parts(sm, f2b + (ru * H + ju) * S2, S2), r_t, hp_t)
-                    DA[t, bu, ju] = da_r
-                    sm[cur + ru * GH + ju] = da_r
+                    da_r, through = gru_reset_backward(sum_parts(sm, U(f2b) + urow * uS2, uS2), r_t, hp_t)
+                    DA[ut, ub, uj] = da_r
+                    sm[ucr + uj] = da_r
                     direct += through
                 cuda.syncthreads()
         # ∂L/∂h_0 = DArec_0 W_h + dh_direct, and ∂L/∂c_0
         for o in range(tid, npr, nt):
-            r = o // (H * S)
-            j = (o // S) % H
-            s = o % S
-            sm[fb + o] = split_dot(sm, db + r * GH, wshared, j, H, W, 0, j, K1, S, s)
+            if o == tid:
+                r, j, k0, m = pr, pj, pk0, pm
+            else:
+                r, j, s = split3(o, H, S)
+                k0, m = part_range(K1, S, s)
+            sm[U(fb + o)] = dot_part(sm, db + r * GH, wshared, j, H, W, 0, j, k0, m)
         cuda.syncthreads()
         if unit:
-            dh0[bu, ju] = sum_parts(sm, fb + (ru * H + ju) * S, S) + direct
+            dh0[ub, uj] = sum_parts(sm, U(fb) + urow * uS, uS) + direct
             if lstm:
-                dcflow[bu, ju] = dcf
+                dcflow[ub, uj] = dcf
 
     # ------------------------------------------------------------------
     # Per-step kernels: a tile of the recurrent product, then the gate math on it

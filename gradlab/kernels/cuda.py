@@ -433,20 +433,23 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     return Grads(**out)
 
 
-def device_all_finite(a) -> bool:
-    """False when the device array ``a`` holds an inf or a nan, checked on the device (one flag comes back)."""
+def device_nonfinite_flags(arrays) -> list[bool]:
+    """For each device array, whether it holds an inf or a nan: checked on the device, one copy back for all."""
     cuda = cuda_module()
-    dtype = np.dtype(a.dtype)
-    if dtype.kind != "f" or not a.is_c_contiguous():
-        return bool(np.isfinite(a.copy_to_host()).all())
-    if a.size == 0:
-        return True
-    K_, k = _ker(dtype)
-    flat = a.reshape(a.size)
-    flag = cuda.to_device(np.zeros(1, np.int32))
-    threads = K_.THREADS_1D
-    k.nonfinite_flag[min(_cdiv(a.size, threads), 1024), threads](flat, flag)
-    return int(flag.copy_to_host()[0]) == 0
+    flags = cuda.to_device(np.zeros(len(arrays), np.int32))
+    host_flags = {}
+    for i, a in enumerate(arrays):
+        dtype = np.dtype(a.dtype)
+        if dtype.kind != "f" or not a.is_c_contiguous():
+            host_flags[i] = not np.isfinite(a.copy_to_host()).all()
+        elif a.size:
+            K_, k = _ker(dtype)
+            threads = K_.THREADS_1D
+            k.nonfinite_flag[min(_cdiv(a.size, threads), 1024), threads](a.reshape(a.size), flags, i)
+    out = [bool(f) for f in flags.copy_to_host()]
+    for i, bad in host_flags.items():
+        out[i] = bad
+    return out
 
 
 def synchronize() -> None:

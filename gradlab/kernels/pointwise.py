@@ -25,14 +25,17 @@ arguments). The kernels compile with :data:`FASTMATH`, a flag set without
 One definition, two targets. Every function below is written once and
 compiled for each target that calls it: the CPU kernels inline them, and the
 CUDA kernels call the same ``@njit`` functions, which numba-cuda recompiles
-as device functions. The only thing that differs per target is the single
-transcendental primitive :func:`exp_nonpos`: a plain Python function (its
-readable definition, run as is under ``NUMBA_DISABLE_JIT`` and the CUDA
-simulator) whose compiled implementation is chosen per target with
-``numba.extending.overload``. The CPU overload, registered here, is the
-branch-free polynomial above (libm would stop vectorisation); the CUDA
-overload, registered by :mod:`gradlab.kernels.cuda` when that backend loads,
-is ``math.exp`` (libdevice). ``sigmoid``, ``tanh`` and all the gate
+as device functions. The only things that differ per target are the
+transcendental primitives :func:`exp_nonpos`, :func:`sigmoid` and
+:func:`tanh`: plain Python functions (their readable definitions, run as is
+under ``NUMBA_DISABLE_JIT`` and the CUDA simulator) whose compiled
+implementations are chosen per target with ``numba.extending.overload``. The
+CPU overloads, registered here, are the branch-free forms above (libm would
+stop vectorisation). The CUDA overloads, registered by
+:mod:`gradlab.kernels._cuda_kernels` when that backend loads, are libdevice's
+``exp`` and ``tanh`` in the argument's own precision: a GPU thread runs these
+one element at a time, where the float64 polynomials would be a long chain of
+dependent double-precision operations for every float32 gate. All the gate
 equations are shared unchanged.
 """
 
@@ -111,12 +114,21 @@ def _exp_nonpos_cpu_overload(x):
     return _exp_nonpos_cpu
 
 
-@njit(**JIT)
 def sigmoid(z):
-    """σ(z) = 1 / (1 + e^{-z}), computed from e^{-|z|} so it never overflows."""
+    """σ(z) = 1 / (1 + e^{-z}), computed from e^{-|z|} so it never overflows.
+
+    A per-target primitive: this body is the definition and the CPU
+    implementation; the CUDA one is registered by the CUDA backend.
+    """
     e = exp_nonpos(-abs(z))
     s = 1.0 / (1.0 + e)
     return s if z >= 0.0 else e * s  # nan propagates through e
+
+
+@overload(sigmoid, target="cpu", jit_options=JIT)
+def _sigmoid_cpu(z):
+    """The CPU implementation of :func:`sigmoid`: its own body, compiled with :data:`JIT`."""
+    return sigmoid
 
 
 # Taylor coefficients of tanh(x) = Σ c_k x^{2k+1} (Bernoulli numbers), enough for
@@ -126,14 +138,14 @@ _T11, _T13, _T15 = -1382.0 / 155925, 21844.0 / 6081075, -929569.0 / 638512875
 _T17, _T19 = 6404582.0 / 10854718875, -443861162.0 / 1856156927625
 
 
-@njit(**JIT)
 def tanh(x):
     """tanh(x), branch-free: the quotient form for |x| >= 1/4, the Taylor series below.
 
     The two forms are blended arithmetically (w·small + (1-w)·big) rather than
     selected: LLVM turns a select between two long expressions into a branch,
     and a branch stops the loop from vectorising. The series' argument is
-    capped so that its unused value stays finite.
+    capped so that its unused value stays finite. A per-target primitive, like
+    :func:`sigmoid`.
     """
     ax = abs(x)
     e = exp_nonpos(-2.0 * ax)
@@ -144,6 +156,12 @@ def tanh(x):
         _T11 + x2 * (_T13 + x2 * (_T15 + x2 * (_T17 + x2 * _T19)))))))))
     w = 1.0 if ax < 0.25 else 0.0
     return math.copysign(w * small + (1.0 - w) * big, x)
+
+
+@overload(tanh, target="cpu", jit_options=JIT)
+def _tanh_cpu(x):
+    """The CPU implementation of :func:`tanh`: its own body, compiled with :data:`JIT`."""
+    return tanh
 
 
 @njit(**JIT)
