@@ -264,13 +264,21 @@ def kernels(dtype) -> SimpleNamespace:
             a[i] = value
 
     @cuda.jit
-    def nonfinite_flag(a, flags, which):
-        """flags[which] = 1 when the 1-D array a holds an inf or a nan (left as it is otherwise)."""
+    def nonfinite_flags(a0, a1, a2, a3, a4, a5, a6, a7, flags):
+        """flags[block, i] = 1 if the block's share of the 1-D array a_i holds an inf or a nan, else 0."""
         start = cuda.grid(1)
         stride = cuda.gridsize(1)
-        for i in range(start, a.shape[0], stride):
-            if math.isinf(a[i]) or math.isnan(a[i]):
-                flags[which] = 1
+        for i in range(8):
+            a = a0 if i == 0 else (a1 if i == 1 else (a2 if i == 2 else (a3 if i == 3 else (
+                a4 if i == 4 else (a5 if i == 5 else (a6 if i == 6 else a7))))))
+            bad = 0
+            for e in range(start, a.shape[0], stride):
+                if math.isinf(a[e]) or math.isnan(a[e]):
+                    bad = 1
+            if cuda.syncthreads_or(bad) and cuda.threadIdx.x == 0:
+                flags[cuda.blockIdx.x, i] = 1
+            elif cuda.threadIdx.x == 0:
+                flags[cuda.blockIdx.x, i] = 0
 
     @cuda.jit
     def copy2d(src, dst):

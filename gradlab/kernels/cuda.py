@@ -434,21 +434,34 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
 
 
 def device_nonfinite_flags(arrays) -> list[bool]:
-    """For each device array, whether it holds an inf or a nan: checked on the device, one copy back for all."""
+    """For each device array, whether it holds an inf or a nan.
+
+    Checked on the device, eight arrays a launch, with one copy of the flags
+    back to the host per launch (one for every call of the API).
+    """
     cuda = cuda_module()
-    flags = cuda.to_device(np.zeros(len(arrays), np.int32))
-    host_flags = {}
+    out = [False] * len(arrays)
+    groups: dict = {}
     for i, a in enumerate(arrays):
         dtype = np.dtype(a.dtype)
         if dtype.kind != "f" or not a.is_c_contiguous():
-            host_flags[i] = not np.isfinite(a.copy_to_host()).all()
+            out[i] = not np.isfinite(a.copy_to_host()).all()
         elif a.size:
-            K_, k = _ker(dtype)
-            threads = K_.THREADS_1D
-            k.nonfinite_flag[min(_cdiv(a.size, threads), 1024), threads](a.reshape(a.size), flags, i)
-    out = [bool(f) for f in flags.copy_to_host()]
-    for i, bad in host_flags.items():
-        out[i] = bad
+            groups.setdefault(dtype.str, []).append(i)
+    for key, members in groups.items():
+        dtype = np.dtype(key)
+        K_, k = _ker(dtype)
+        threads = K_.THREADS_1D
+        for c0 in range(0, len(members), 8):
+            chunk = members[c0:c0 + 8]
+            flat = [arrays[i].reshape(arrays[i].size) for i in chunk]
+            flat += [_dummy(cuda, dtype, 1)] * (8 - len(flat))
+            blocks = max(1, min(_cdiv(max(a.size for a in flat), threads), 64))
+            flags = cuda.device_array((blocks, 8), np.int32)
+            k.nonfinite_flags[blocks, threads](*flat, flags)
+            bad = flags.copy_to_host().any(axis=0)
+            for slot, i in enumerate(chunk):
+                out[i] = bool(bad[slot])
     return out
 
 
