@@ -353,3 +353,17 @@ def test_host_backends_reject_device_arrays(backend):
     tr = gradlab.forward("lstm", p, x, h0, c0, backend=backend)
     with pytest.raises(TypeError, match="dh: backend"):
         gradlab.backward("lstm", p, tr, cuda.to_device(dh), backend=backend)
+
+
+@needs_cuda
+def test_gpu_breakdown_tiny():
+    env = {"NUMBA_ENABLE_CUDASIM": "1" if SIM else "0"}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_breakdown.py"), "--tiny"],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                         timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and line[2:3].isalpha()][1:]
+    assert [r.split(" | ")[0][2:] for r in rows] == ["rnn_tanh", "lstm"], out.stdout
+    for r in rows:  # every gradlab column measured (torch may be absent)
+        cells = r.strip("| ").split(" | ")
+        assert all(float(v) > 0 for v in cells[4:11]), r

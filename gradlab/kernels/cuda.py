@@ -456,7 +456,7 @@ def device_nonfinite_flags(arrays) -> list[bool]:
             chunk = members[c0:c0 + 8]
             flat = [arrays[i].reshape(arrays[i].size) for i in chunk]
             flat += [_dummy(cuda, dtype, 1)] * (8 - len(flat))
-            blocks = max(1, min(_cdiv(max(a.size for a in flat), threads), 64))
+            blocks = max(1, min(_cdiv(max(a.size for a in flat), threads), 1 if K_.SIM else 64))
             flags = cuda.device_array((blocks, 8), np.int32)
             k.nonfinite_flags[blocks, threads](*flat, flags)
             bad = flags.copy_to_host().any(axis=0)

@@ -1,0 +1,129 @@
+"""Where the time of gradlab ``cuda``'s forward + full BPTT goes, next to PyTorch cuDNN's total.
+
+For each configuration (T, B, H) with D = H in float32, per cell: the whole
+call (forward + backward, as in ``gpu_compare.py``), the forward and the
+backward alone, the argument validation of each (shape, dtype and finiteness
+checks, which run before any kernel), and the bare time-loop kernels
+(``fwd_persistent`` / ``bwd_persistent`` launched directly on prepared
+arrays). What the loop kernels do not explain is host work: allocations,
+copies and the other kernel launches (input projection, weight gradients,
+column sums, norms). Medians of repeated runs after a warm-up call, with
+``synchronize`` inside the timed region; device-resident inputs.
+
+    PYTHONPATH=. python benchmarks/gpu_breakdown.py           # on a GPU
+    PYTHONPATH=. python benchmarks/gpu_breakdown.py --tiny    # a smoke run (CI, simulator)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import gradlab  # noqa: E402
+from gpu_compare import make_inputs, run_torch, timed, torch_cuda_available  # noqa: E402
+from gradlab import validate  # noqa: E402
+from gradlab.kernels import cuda as gcuda  # noqa: E402
+from gradlab.kernels.cells import get_cell  # noqa: E402
+
+CONFIGS = [(1000, 1, 32), (100, 8, 128)]
+TINY_CONFIGS = [(3, 2, 5)]
+CELLS = ("rnn_tanh", "gru_cudnn", "lstm")
+TINY_CELLS = ("rnn_tanh", "lstm")
+COLUMNS = ("total", "forward", "backward", "validate_fwd", "validate_bwd", "fwd_loop", "bwd_loop", "torch_total")
+
+
+def loop_kernels(cell, pd, dhd, T, B, H, dtype):
+    """Callables launching the bare persistent forward and backward kernels (None when the plan is stepwise)."""
+    cuda = gcuda.cuda_module()
+    K_, k = gcuda._ker(dtype)
+    spec = get_cell(cell)
+    size = np.dtype(dtype).itemsize
+    fplan = gcuda._plan(K_, spec, B, H, size, backward=False)
+    bplan = gcuda._plan(K_, spec, B, H, size, backward=True)
+    if fplan[0] != "persistent" or bplan[0] != "persistent":
+        return None, None
+    GH = spec.num_gates * H
+    gates = cuda.device_array((T, B, GH), dtype)
+    h, c, hn = (cuda.device_array((T, B, H), dtype) for _ in range(3))
+    h0 = cuda.to_device(np.zeros((B, H), dtype))
+    b_hn = cuda.to_device(np.zeros(H, dtype))
+    WT = cuda.to_device(np.ascontiguousarray(pd.W_h.copy_to_host().T))
+    DA = cuda.device_array((T, B, GH), dtype)
+    sq_h, sq_c = (cuda.device_array((T, B, H), dtype) for _ in range(2))
+    dcflow = cuda.to_device(np.zeros((B, H), dtype))
+    g_h0 = cuda.device_array((B, H), dtype)
+    cid = K_.CELL_ID[cell]
+    _, blocks, nt, BM, wshared, nbytes, S, S2 = fplan
+    fwd = k.fwd_persistent[blocks, nt, 0, nbytes]
+    _, bblocks, bnt, bBM, bwshared, bnbytes, bS, bS2 = bplan
+    bwd = k.bwd_persistent[bblocks, bnt, 0, bnbytes]
+
+    def run_fwd():
+        fwd(cid, pd.W_h, WT, wshared, b_hn, h0, h0, h, c, gates, hn, BM, S, S2)
+
+    def run_bwd():
+        bwd(cid, pd.W_h, bwshared, dhd, gates, h, c, hn, h0, h0, 0.0, False, DA, DA, sq_h, sq_c, dcflow, g_h0,
+            bBM, bS, bS2)
+
+    return run_fwd, run_bwd
+
+
+def breakdown(cell, T, B, H, repeats):
+    """Median milliseconds of each column for one cell and shape (float32)."""
+    cuda = gcuda.cuda_module()
+    dtype = np.float32
+    p, x, dh = make_inputs(cell, T, B, H, np.dtype(dtype))
+    pd = gradlab.Params(**{k: cuda.to_device(v) for k, v in p.arrays().items()})
+    xd, dhd = cuda.to_device(x), cuda.to_device(dh)
+    trace = gradlab.forward(cell, pd, xd, backend="cuda")
+
+    def ms(fn, sync=gcuda.synchronize):
+        return timed(fn, sync, repeats, 3.0)[2]
+
+    out = dict(
+        total=ms(lambda: gradlab.backward(cell, pd, gradlab.forward(cell, pd, xd, backend="cuda"), dhd, backend="cuda")),
+        forward=ms(lambda: gradlab.forward(cell, pd, xd, backend="cuda")),
+        backward=ms(lambda: gradlab.backward(cell, pd, trace, dhd, backend="cuda")),
+        validate_fwd=ms(lambda: validate.check_forward(cell, pd, xd, None, None)),
+        validate_bwd=ms(lambda: validate.check_backward(cell, pd, trace, dhd, None, None)),
+    )
+    run_fwd, run_bwd = loop_kernels(cell, pd, dhd, T, B, H, dtype)
+    out["fwd_loop"] = ms(run_fwd) if run_fwd else float("nan")
+    out["bwd_loop"] = ms(run_bwd) if run_bwd else float("nan")
+    out["torch_total"] = float("nan")
+    if torch_cuda_available() is None:
+        fn, sync, _ = run_torch(cell, p, x, dh)
+        out["torch_total"] = ms(fn, sync)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiny", action="store_true", help="one tiny configuration (CI smoke run; works on the simulator)")
+    ap.add_argument("--repeats", type=int, default=15)
+    args = ap.parse_args(argv)
+    gcuda.cuda_module()
+    configs, cells = (TINY_CONFIGS, TINY_CELLS) if args.tiny else (CONFIGS, CELLS)
+    repeats = 1 if args.tiny else args.repeats
+    print("median ms, float32; loops: the bare persistent kernels; host work = forward + backward - validation - loops")
+    print("| cell | T | B | H | " + " | ".join(COLUMNS) + " | host work |")
+    print("|---|---|---|---|" + "---|" * (len(COLUMNS) + 1))
+    for (T, B, H) in configs:
+        for cell in cells:
+            r = breakdown(cell, T, B, H, repeats)
+            host = r["forward"] + r["backward"] - r["validate_fwd"] - r["validate_bwd"] - r["fwd_loop"] - r["bwd_loop"]
+            cols = " | ".join(f"{r[c]:.3f}" for c in COLUMNS)
+            print(f"| {cell} | {T} | {B} | {H} | {cols} | {host:.3f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
