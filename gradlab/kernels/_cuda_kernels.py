@@ -516,9 +516,34 @@ def kernels(dtype) -> SimpleNamespace:
         return v
 
     @cuda.jit(device=True)
-    def split3(o, n2, n1):
-        """o as (o // (n2 n1), (o // n1) % n2, o % n1) for non-negative o."""
-        return o // (n2 * n1), (o // n1) % n2, o % n1
+    def assignment(o, ncol, S, n):
+        """Product part o: row r, column c (of ncol) and the terms [k0, k0 + m) of its part (of S) of n terms."""
+        r = o // (ncol * S)
+        c = (o // S) % ncol
+        k0, m = part_range(n, S, o % S)
+        return r, c, k0, m
+
+    @cuda.jit(device=True)
+    def unit_of(tid, H, b0, nb):
+        """This thread's hidden unit: (owns one, row in the tile, unit j, sequence b) and their unsigned forms."""
+        ru = tid // H
+        ju = tid % H
+        return tid < nb * H, ru, ju, U(b0 + ru), U(ju), U(ru * H + ju)
+
+    @cuda.jit(device=True)
+    def load_gates(a, t, b, j, H, G):
+        """a[t, b, g*H + j] for the G gate blocks g (zero for g >= G), unsigned indices."""
+        v1 = zero
+        v2 = zero
+        v3 = zero
+        v0 = a[t, b, j]
+        if G > 1:
+            v1 = a[t, b, H + j]
+        if G > 2:
+            v2 = a[t, b, U2 * H + j]
+        if G > 3:
+            v3 = a[t, b, U3 * H + j]
+        return v0, v1, v2, v3
 
     @cuda.jit
     def fwd_persistent(cell, W, WT, wshared, bhn, h0, c0, h, c, gates, hn, BM, S, S2):
@@ -553,20 +578,10 @@ def kernels(dtype) -> SimpleNamespace:
         z2b = sb + BM * H
         npr = nb * nc1 * S
         npr2 = nb * H * S2
-        # this thread's first product part (most threads have one at most)
-        pr, pcol, ps = split3(tid, nc1, S)
-        pk0, pm = part_range(H, S, ps)
-        qr, qj, qs = split3(tid, H, S2)
-        qk0, qm = part_range(H, S2, qs)
-        # this thread's hidden unit
-        unit = tid < nb * H
-        ru = tid // H
-        ju = tid % H
-        bu = b0 + ru
+        first = assignment(tid, nc1, S, H)  # this thread's first product part (most threads have one at most)
+        first2 = assignment(tid, H, S2, H)
+        unit, ru, ju, ub, uj, urow = unit_of(tid, H, b0, nb)
         uH = U(H)
-        uj = U(ju)
-        ub = U(bu)
-        urow = U(ru * H + ju)
         uS = U(S)
         uS2 = U(S2)
         uz = U(zb + ru * nc1 * S)
@@ -585,13 +600,7 @@ def kernels(dtype) -> SimpleNamespace:
                 cst = c0[ub, uj]
             if cell == GRU_CUDNN:
                 bj = bhn[uj]
-            x0 = gates[U0, ub, uj]
-            if G > 1:
-                x1 = gates[U0, ub, uH + uj]
-            if G > 2:
-                x2 = gates[U0, ub, U2 * uH + uj]
-            if G > 3:
-                x3 = gates[U0, ub, U3 * uH + uj]
+            x0, x1, x2, x3 = load_gates(gates, U0, ub, uj, uH, G)
         cuda.syncthreads()
         for t in range(T):
             ut = U(t)
@@ -600,11 +609,7 @@ def kernels(dtype) -> SimpleNamespace:
             unxt = U(hb + ((t + 1) % 2) * BM * H)
             # partial recurrent products z = h_{t-1} W_h^T
             for o in range(tid, npr, nt):
-                if o == tid:
-                    r, col, k0, m = pr, pcol, pk0, pm
-                else:
-                    r, col, s = split3(o, nc1, S)
-                    k0, m = part_range(H, S, s)
+                r, col, k0, m = first if o == tid else assignment(o, nc1, S, H)
                 sm[U(zb + o)] = dot_part(sm, cur + r * H, wshared, col, GH, WT, 0, col, k0, m)
             cuda.syncthreads()
             if unit:
@@ -635,22 +640,11 @@ def kernels(dtype) -> SimpleNamespace:
                     sm[unxt + urow] = v
                     h[ut, ub, uj] = v
                 if t + 1 < T:  # the next step's input projections, loaded while this one finishes
-                    un = ut + U1
-                    x0 = gates[un, ub, uj]
-                    if G > 1:
-                        x1 = gates[un, ub, uH + uj]
-                    if G > 2:
-                        x2 = gates[un, ub, U2 * uH + uj]
-                    if G > 3:
-                        x3 = gates[un, ub, U3 * uH + uj]
+                    x0, x1, x2, x3 = load_gates(gates, ut + U1, ub, uj, uH, G)
             cuda.syncthreads()
             if cell == GRU:  # the candidate: n = tanh(W_xn x + b_n + W_hn (r ⊙ h_{t-1}))
                 for o in range(tid, npr2, nt):
-                    if o == tid:
-                        r, j, k0, m = qr, qj, qk0, qm
-                    else:
-                        r, j, s = split3(o, H, S2)
-                        k0, m = part_range(H, S2, s)
+                    r, j, k0, m = first2 if o == tid else assignment(o, H, S2, H)
                     sm[U(z2b + o)] = dot_part(sm, sb + r * H, wshared, 2 * H + j, GH, WT, 0, 2 * H + j, k0, m)
                 cuda.syncthreads()
                 if unit:
@@ -693,21 +687,10 @@ def kernels(dtype) -> SimpleNamespace:
         f2b = fb + BM * H * S
         npr = nb * H * S
         npr2 = nb * H * S2
-        # this thread's first product part (most threads have one at most)
-        pr, pj, ps = split3(tid, H, S)
-        pk0, pm = part_range(K1, S, ps)
-        qr, qj, qs = split3(tid, H, S2)
-        qk0, qm = part_range(H, S2, qs)
-        # this thread's hidden unit
-        unit = tid < nb * H
-        ru = tid // H
-        ju = tid % H
-        bu = b0 + ru
+        first = assignment(tid, H, S, K1)  # this thread's first product part (most threads have one at most)
+        first2 = assignment(tid, H, S2, H)
+        unit, ru, ju, ub, uj, urow = unit_of(tid, H, b0, nb)
         uH = U(H)
-        uj = U(ju)
-        ub = U(bu)
-        uGH = U(GH)
-        urow = U(ru * H + ju)
         uS = U(S)
         uS2 = U(S2)
         gl = cuda.local.array(4, at)
@@ -728,13 +711,7 @@ def kernels(dtype) -> SimpleNamespace:
             t = T - 1
             ut = U(t)
             dhv = dh[ut, ub, uj]
-            g0 = gates[ut, ub, uj]
-            if G > 1:
-                g1 = gates[ut, ub, uH + uj]
-            if G > 2:
-                g2 = gates[ut, ub, U2 * uH + uj]
-            if G > 3:
-                g3 = gates[ut, ub, U3 * uH + uj]
+            g0, g1, g2, g3 = load_gates(gates, ut, ub, uj, uH, G)
             hpv = h0[ub, uj] if t == 0 else h[ut - U1, ub, uj]
             if lstm:
                 dcf = dcflow[ub, uj]
@@ -750,11 +727,7 @@ def kernels(dtype) -> SimpleNamespace:
             # partial products of DArec_{t+1} W_h (none at the last step)
             if t < T - 1:
                 for o in range(tid, npr, nt):
-                    if o == tid:
-                        r, j, k0, m = pr, pj, pk0, pm
-                    else:
-                        r, j, s = split3(o, H, S)
-                        k0, m = part_range(K1, S, s)
+                    r, j, k0, m = first if o == tid else assignment(o, H, S, K1)
                     sm[U(fb + o)] = dot_part(sm, prv + r * GH, wshared, j, H, W, 0, j, k0, m)
             cuda.syncthreads()
             hp_t = hpv
@@ -783,13 +756,7 @@ def kernels(dtype) -> SimpleNamespace:
                 if t > 0:  # the next step's trace values, loaded while this one finishes
                     tp = ut - U1
                     dhv = dh[tp, ub, uj]
-                    g0 = gates[tp, ub, uj]
-                    if G > 1:
-                        g1 = gates[tp, ub, uH + uj]
-                    if G > 2:
-                        g2 = gates[tp, ub, U2 * uH + uj]
-                    if G > 3:
-                        g3 = gates[tp, ub, U3 * uH + uj]
+                    g0, g1, g2, g3 = load_gates(gates, tp, ub, uj, uH, G)
                     hpv = h0[ub, uj] if t == 1 else h[tp - U1, ub, uj]
                     if lstm:
                         ctv = cpv
@@ -799,11 +766,7 @@ def kernels(dtype) -> SimpleNamespace:
             cuda.syncthreads()
             if cell == GRU:  # ds = da_n W_hn, then da_r and the reset path into h_{t-1}
                 for o in range(tid, npr2, nt):
-                    if o == tid:
-                        r, j, k0, m = qr, qj, qk0, qm
-                    else:
-                        r, j, s = split3(o, H, S2)
-                        k0, m = part_range(H, S2, s)
+                    r, j, k0, m = first2 if o == tid else assignment(o, H, S2, H)
                     sm[U(f2b + o)] = dot_part(sm, cur + r * GH + 2 * H, wshared, 2 * H * H + j, H, W, 2 * H, j, k0, m)
                 cuda.syncthreads()
                 if unit:
@@ -814,11 +777,7 @@ def kernels(dtype) -> SimpleNamespace:
                 cuda.syncthreads()
         # ∂L/∂h_0 = DArec_0 W_h + dh_direct, and ∂L/∂c_0
         for o in range(tid, npr, nt):
-            if o == tid:
-                r, j, k0, m = pr, pj, pk0, pm
-            else:
-                r, j, s = split3(o, H, S)
-                k0, m = part_range(K1, S, s)
+            r, j, k0, m = first if o == tid else assignment(o, H, S, K1)
             sm[U(fb + o)] = dot_part(sm, db + r * GH, wshared, j, H, W, 0, j, k0, m)
         cuda.syncthreads()
         if unit:
