@@ -370,16 +370,14 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
 
     plan = _plan(K_, spec, B, H, dtype.itemsize, backward=True)
     threads = K_.THREADS_1D
+    # part_h[t, b, :] (part_c) receive squares whose sum is ‖∂L/∂h_t‖² (‖∂L/∂c_t‖²) of sequence b
     if plan[0] == "persistent":
         _, blocks, nt, BM, wshared, nbytes, S, S2 = plan
-        sq_h = cuda.device_array((T, B, H), dtype)
-        sq_c = cuda.device_array((T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
+        part_h = cuda.device_array((T, B, H), dtype)
+        part_c = cuda.device_array((T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
         k.bwd_persistent[blocks, nt, 0, nbytes](
             cell, W_h, wshared, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,
-            DA, DArec, sq_h, sq_c, dcflow, g_h0, BM, S, S2)
-        k.norm_final[_cdiv(T * B, threads), threads](sq_h, dh_norm)
-        if lstm:
-            k.norm_final[_cdiv(T * B, threads), threads](sq_c, dc_norm)
+            DA, DArec, part_h, part_c, dcflow, g_h0, BM, S, S2)
     else:
         direct = cuda.device_array((B, H), dtype)
         _, ty, nbytes = plan
@@ -396,9 +394,9 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
             if gru:
                 step_s(t, W_h, tr.gates, tr.h, tr.h0, DA, direct)
         k.bwd_final[grid, (XW, ty), 0, nbytes](cell, W_h, tr.h0, DArec, direct, g_h0)
-        k.norm_final[_cdiv(T * B, threads), threads](part_h, dh_norm)
-        if lstm:
-            k.norm_final[_cdiv(T * B, threads), threads](part_c, dc_norm)
+    k.norm_final[_cdiv(T * B, threads), threads](part_h, dh_norm)
+    if lstm:
+        k.norm_final[_cdiv(T * B, threads), threads](part_c, dc_norm)
 
     # whole-sequence products
     DA2 = DA.reshape(T * B, GH)
