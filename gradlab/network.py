@@ -67,6 +67,7 @@ import numpy as np
 from . import api, losses
 from .initializers import init_params
 from .kernels.cells import get_cell
+from .kernels.cpu import _blas_threads_for
 from .types import Params
 from .validate import FLOAT_DTYPES, check_array, check_finite
 
@@ -351,7 +352,9 @@ class Network:
         return traces, u
 
     def _head(self, a: np.ndarray) -> np.ndarray:
-        return a @ self.params["head.W_y"].T + self.params["head.b_y"]
+        W_y = self.params["head.W_y"]
+        with _blas_threads_for(a.size * W_y.shape[0]):
+            return a @ W_y.T + self.params["head.b_y"]
 
     def _decoder_inputs(self, y: np.ndarray) -> np.ndarray:
         """Teacher forcing: the decoder reads its previous target, zeros at the first step."""
@@ -481,9 +484,10 @@ class Network:
         """Head gradients from ∂L/∂z (…, B, K) and the features a (…, B, F); return ∂L/∂a."""
         W_y = self.params["head.W_y"]
         F = W_y.shape[1]
-        grads["head.W_y"] = dz.reshape(-1, self.output_size).T @ a.reshape(-1, F)
-        grads["head.b_y"] = dz.reshape(-1, self.output_size).sum(axis=0)
-        return dz @ W_y
+        with _blas_threads_for(a.size * self.output_size):
+            grads["head.W_y"] = dz.reshape(-1, self.output_size).T @ a.reshape(-1, F)
+            grads["head.b_y"] = dz.reshape(-1, self.output_size).sum(axis=0)
+            return dz @ W_y
 
     def _loss(self, z: np.ndarray, y: np.ndarray, mask) -> tuple[float, np.ndarray]:
         if self.head == "softmax":

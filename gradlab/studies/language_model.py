@@ -316,16 +316,8 @@ def train_point(config: dict, seed: int) -> list[dict]:
     Rows carry ``kind``: ``"curve"`` (step, held-out and training nats/char),
     ``"fit"`` and ``"profile"`` (gradient profiles per stage and loss),
     ``"sample"`` (one sampled line with its class and valid-word share) and
-    one ``"final"`` row (final metrics and the point's cost). BLAS runs on one
-    thread: the head's products are far too small to repay waking more.
+    one ``"final"`` row (final metrics and the point's cost).
     """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _train_point(config, seed)
-
-
-def _train_point(config: dict, seed: int) -> list[dict]:
     t_start, c_start = time.perf_counter(), time.process_time()
     full, train_c, held, lines = load_corpus(config["corpus"])
     dtype = config["dtype"]

@@ -109,20 +109,17 @@ def train_point(config: dict, seed: int) -> list[dict]:
     """
     import time
 
-    from threadpoolctl import threadpool_limits
-
     start = time.process_time()
     task = make_task(config["task"], config["T"])
     cell, init = CELLS[config["cell"]]
     weights_seed, data_seed, eval_seed = np.random.SeedSequence(seed).spawn(3)
     net = task.network(cell, config["H"], init=init, dtype=config["dtype"], backend=config["backend"],
                        seed=int(weights_seed.generate_state(1)[0]))
-    with threadpool_limits(limits=1, user_api="blas"):
-        hist = train(net, task, config["steps"], batch_size=config["batch"], optimizer="adam", lr=config["lr"],
-                     clip="norm", clip_threshold=config["clip"], seed=data_seed, until_solved=True,
-                     patience=config["patience"], backend=config["backend"])
-        held_out = task.sample(EVAL_SEQUENCES, eval_seed, dtype=config["dtype"])
-        final = task.metric(net.predict(held_out.x), held_out) if hist.attrs["status"] != "diverged" else float("nan")
+    hist = train(net, task, config["steps"], batch_size=config["batch"], optimizer="adam", lr=config["lr"],
+                 clip="norm", clip_threshold=config["clip"], seed=data_seed, until_solved=True,
+                 patience=config["patience"], backend=config["backend"])
+    held_out = task.sample(EVAL_SEQUENCES, eval_seed, dtype=config["dtype"])
+    final = task.metric(net.predict(held_out.x), held_out) if hist.attrs["status"] != "diverged" else float("nan")
     metric = hist["metric"].to_numpy()
     solved_at = hist.attrs["solved_at"]
     summary = {
