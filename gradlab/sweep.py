@@ -40,9 +40,11 @@ Threads
     ``cores // slots`` Numba threads and as many BLAS threads (at least one).
     The task wrapper sets them in the worker (``numba.set_num_threads``,
     which is per calling thread, and ``threadpoolctl.threadpool_limits``)
-    before it calls ``fn``. A local cluster started by :func:`connect` also
-    starts its workers with ``NUMBA_NUM_THREADS`` and the OpenMP/BLAS thread
-    variables set to that number. In ``"serial"`` mode nothing is changed:
+    before it calls ``fn``. Worker processes keep Numba's default pool size
+    (``NUMBA_NUM_THREADS``): Dask applies a worker's ``env`` only after the
+    process has imported Numba, and a pool size that differs from the
+    environment makes every later compilation in that worker fail. In
+    ``"serial"`` mode nothing is changed:
     the one task runs in this process with its Numba and BLAS defaults.
     gradlab's CPU kernels give bitwise the same results for any number of
     Numba threads, so this does not change the rows.
@@ -517,11 +519,6 @@ def _worker_resources() -> dict:
             "numba_max_threads": numba.config.NUMBA_NUM_THREADS}
 
 
-def _thread_env(n: int) -> dict:
-    n = str(int(n))
-    return {"NUMBA_NUM_THREADS": n, "OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}
-
-
 class Executor:
     """Where the points run: ``"serial"`` (this process), ``"local"`` (an owned LocalCluster) or ``"remote"``.
 
@@ -638,8 +635,8 @@ def connect(scheduler: str | None = None, *, workers: int | None = None,
         ``None``: start a ``distributed.LocalCluster`` owned by the executor
         (worker processes; ``workers`` defaults to the available cores divided
         by ``threads_per_worker``, which defaults to 1; no dashboard, quiet
-        logs). Each worker process starts with ``NUMBA_NUM_THREADS`` and the
-        BLAS thread variables at ``cores // (workers × threads_per_worker)``.
+        logs). Each task runs on ``cores // (workers × threads_per_worker)``
+        Numba and BLAS threads (set by the task wrapper).
         ``"serial"``: no Dask; points run one after the other in this process
         (debugging, and the reference the clusters are compared to).
         An address (``"tcp://host:8786"``) or a ``distributed.Client``: that
@@ -659,7 +656,6 @@ def connect(scheduler: str | None = None, *, workers: int | None = None,
         cores = available_cores()
         tpw = max(1, int(threads_per_worker or 1))
         nw = max(1, int(workers or max(1, cores // tpw)))
-        n = max(1, cores // (nw * tpw))
         import dask
 
         # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc map and unmap
@@ -670,7 +666,7 @@ def connect(scheduler: str | None = None, *, workers: int | None = None,
                 n_workers=nw, threads_per_worker=tpw, processes=True, dashboard_address=None,
                 # no dashboard; the scheduler's HTTP endpoints on a free local port, not 8787
                 scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-                silence_logs=logging.ERROR, env=_thread_env(n),
+                silence_logs=logging.ERROR,
             )
         try:
             client = distributed.Client(cluster, set_as_default=False)

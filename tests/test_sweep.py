@@ -353,6 +353,36 @@ def test_workers_do_not_oversubscribe_the_cores(local, tmp_path):
     assert store.read_meta()["executor"]["numba_threads"] == n
 
 
+COMPILE_IN_WORKERS = """
+import numba  # like the gradlab command: the main module imports Numba, so spawned workers do too
+from gradlab.sweep import connect
+
+
+def compile_fresh():
+    numba.set_num_threads(1)  # starts the worker's thread pool, as every task does
+    try:
+        return repr(numba.njit(lambda v: v + 1.5)(2.0))  # a function never compiled before
+    except Exception as err:
+        return repr(err)
+
+
+if __name__ == "__main__":
+    with connect(None, workers=2) as ex:
+        print(sorted(ex.client.run(compile_fresh).values()))
+"""
+
+
+def test_workers_can_compile_after_their_threads_started(tmp_path):
+    """Numba re-reads its environment at every compilation: a worker whose thread-pool size differs from its
+    environment cannot compile anything once its threads run (a cold cache in a fresh clone)."""
+    script = tmp_path / "compile_in_workers.py"
+    script.write_text(COMPILE_IN_WORKERS, encoding="utf-8")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "['3.5', '3.5']", out.stdout
+
+
 # --------------------------------------------------------------------------
 # resuming, failures
 # --------------------------------------------------------------------------
