@@ -14,12 +14,12 @@ and ``tanh``, are registered here for the CUDA target (libdevice's ``exp`` and
 
 Kernels
 -------
-``gemm``
-    C (+)= op(A) op(B) (+ bias): a tiled shared-memory product with register
-    blocking (each thread a ``GEMM_RM x GEMM_RN`` block of C). Every element of C
-    is summed by one thread in a fixed order, so it is deterministic. Used for
-    the input projection and the whole-sequence products after the backward
-    sweep (dW_x, dW_h, dx).
+``gemm_big`` / ``gemm_small`` / ``gemm_reduce``
+    C (+)= op(A) op(B) (+ bias), in :mod:`gradlab.kernels._cuda_gemm`: two
+    tile shapes of one register-blocked shared-memory product, and the fixed-
+    order sum of the parts of a product split along K. Used for the input
+    projection and the whole-sequence products after the backward sweep
+    (dW_x, dW_h, dx).
 ``colsum_partial`` / ``colsum_final``
     Column sums (db, db_hn) in two fixed-order stages.
 ``fwd_persistent`` / ``bwd_persistent``
@@ -50,6 +50,7 @@ from numba import cuda, types, uint64
 U = uint64  # unsigned indices: no wrap-around of negative indices in the hot loops
 U0, U1, U2, U3, U4 = (np.uint64(i) for i in range(5))
 
+from ._cuda_gemm import gemm_kernels
 from .cpu import CELL_ID
 from .pointwise import (
     clip,
@@ -89,7 +90,10 @@ SIM = simulating()
 # Few blocks matter more there than few threads: the simulator's cost is per
 # block (it starts a Python thread per CUDA thread and polls them).
 if SIM:
-    GEMM_TM, GEMM_TN, GEMM_RM, GEMM_RN, GEMM_BK = 2, 2, 8, 8, 4
+    GEMM_CONFIGS = dict.fromkeys((np.float32, np.float64), dict(gemm_big=(2, 2, 4, 4, 4), gemm_small=(2, 2, 2, 2, 2)))
+    GEMM_TARGET_BLOCKS = 2            # split K until a product has this many blocks, if it is long enough
+    GEMM_MIN_K_PART = 4               # terms per part of a split K, at least
+    GEMM_MIN_SPLIT_WORK = 0           # products with fewer multiply-adds are never split
     STEP_XW, STEP_RM = 8, 2          # columns per step block (= blockDim.x), rows per thread
     PERSISTENT_THREADS = 16          # threads of a persistent block, at least (one per hidden unit, at least)
     PERSISTENT_MAX_THREADS = 32      # and at most (H above this runs stepwise)
@@ -98,7 +102,12 @@ if SIM:
     WARP = 1                         # thread counts are rounded up to a multiple of this
     THREADS_1D, THREADS_2D = 8, 4    # helper kernels: threads per block (per axis for 2-D)
 else:
-    GEMM_TM, GEMM_TN, GEMM_RM, GEMM_RN, GEMM_BK = 16, 16, 4, 4, 16
+    # (TM, TN, RM, RN, BK) of the two product kernels; float64 keeps fewer accumulators a thread
+    GEMM_CONFIGS = {np.float32: dict(gemm_big=(16, 16, 8, 8, 8), gemm_small=(16, 16, 4, 4, 8)),
+                    np.float64: dict(gemm_big=(16, 16, 4, 4, 8), gemm_small=(16, 16, 2, 2, 8))}
+    GEMM_TARGET_BLOCKS = 132
+    GEMM_MIN_K_PART = 128
+    GEMM_MIN_SPLIT_WORK = 1 << 24
     STEP_XW, STEP_RM = 32, 4
     PERSISTENT_THREADS = 256
     PERSISTENT_MAX_THREADS = 256     # the persistent kernels use up to 252 registers a thread (ptxas, sm_90)
@@ -106,8 +115,6 @@ else:
     MIN_SPLIT = 8
     WARP = 32
     THREADS_1D, THREADS_2D = 256, 16
-GEMM_BM, GEMM_BN = GEMM_TM * GEMM_RM, GEMM_TN * GEMM_RN
-GEMM_SHARED = GEMM_BK * (GEMM_BM + GEMM_BN)  # words of dynamic shared memory per GEMM block
 STEP_BK = STEP_XW
 
 
@@ -160,80 +167,11 @@ def kernels(dtype) -> SimpleNamespace:
 
         at = from_dtype(np.dtype(dtype))
     zero = dt(0)
+    gemms = vars(gemm_kernels(dtype, at, GEMM_CONFIGS[dt]))
 
     # ------------------------------------------------------------------
     # Whole-sequence products and reductions
     # ------------------------------------------------------------------
-
-    @cuda.jit
-    def gemm(A, B, C, ta, tb, bias, has_bias, accumulate):
-        """C = op(A) op(B) [+ bias] [+ C]; op(A) = A.T if ta, op(B) = B.T if tb.
-
-        Shapes: C (M, N); A (M, K) or (K, M); B (K, N) or (N, K). Any strides.
-        """
-        M = C.shape[0]
-        N = C.shape[1]
-        K = A.shape[0] if ta else A.shape[1]
-        # dynamic shared memory (GEMM_SHARED words): A tile (BK, BM), then B tile (BK, BN).
-        # (Static shared arrays are avoided throughout: the simulator allocates
-        # them lazily per source line, racily across its threads.)
-        sm = cuda.shared.array(0, at)
-        bs = GEMM_BK * GEMM_BM
-        acc = cuda.local.array((GEMM_RM, GEMM_RN), at)
-        ra = cuda.local.array(GEMM_RM, at)
-        rb = cuda.local.array(GEMM_RN, at)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        tid = ty * GEMM_TN + tx
-        nt = GEMM_TN * GEMM_TM
-        m0 = cuda.blockIdx.y * GEMM_BM
-        n0 = cuda.blockIdx.x * GEMM_BN
-        for i in range(GEMM_RM):
-            for j in range(GEMM_RN):
-                acc[i, j] = zero
-        for k0 in range(0, K, GEMM_BK):
-            for l in range(tid, GEMM_BK * GEMM_BM, nt):
-                if ta:  # A is (K, M): consecutive threads along m
-                    m = l % GEMM_BM
-                    kk = l // GEMM_BM
-                    v = A[k0 + kk, m0 + m] if (k0 + kk < K and m0 + m < M) else zero
-                else:  # A is (M, K): consecutive threads along k
-                    kk = l % GEMM_BK
-                    m = l // GEMM_BK
-                    v = A[m0 + m, k0 + kk] if (k0 + kk < K and m0 + m < M) else zero
-                sm[kk * GEMM_BM + m] = v
-            for l in range(tid, GEMM_BK * GEMM_BN, nt):
-                if tb:  # B is (N, K)
-                    kk = l % GEMM_BK
-                    n = l // GEMM_BK
-                    v = B[n0 + n, k0 + kk] if (k0 + kk < K and n0 + n < N) else zero
-                else:  # B is (K, N)
-                    n = l % GEMM_BN
-                    kk = l // GEMM_BN
-                    v = B[k0 + kk, n0 + n] if (k0 + kk < K and n0 + n < N) else zero
-                sm[bs + kk * GEMM_BN + n] = v
-            cuda.syncthreads()
-            for kk in range(GEMM_BK):
-                for i in range(GEMM_RM):
-                    ra[i] = sm[kk * GEMM_BM + ty + i * GEMM_TM]
-                for j in range(GEMM_RN):
-                    rb[j] = sm[bs + kk * GEMM_BN + tx + j * GEMM_TN]
-                for i in range(GEMM_RM):
-                    for j in range(GEMM_RN):
-                        acc[i, j] += ra[i] * rb[j]
-            cuda.syncthreads()
-        for i in range(GEMM_RM):
-            m = m0 + ty + i * GEMM_TM
-            if m < M:
-                for j in range(GEMM_RN):
-                    n = n0 + tx + j * GEMM_TN
-                    if n < N:
-                        v = acc[i, j]
-                        if has_bias:
-                            v += bias[n]
-                        if accumulate:
-                            v += C[m, n]
-                        C[m, n] = v
 
     @cuda.jit
     def colsum_partial(A, part, rows_per_chunk):
@@ -1009,4 +947,5 @@ def kernels(dtype) -> SimpleNamespace:
             if b < B and j < H:
                 dh0[b, j] = sm[zs + e] + direct[b, j]
 
-    return SimpleNamespace(**{k: v for k, v in locals().items() if hasattr(v, "py_func") or callable(v)})
+    found = {k: v for k, v in locals().items() if hasattr(v, "py_func") or callable(v)}
+    return SimpleNamespace(**gemms, **found)

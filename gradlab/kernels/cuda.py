@@ -153,17 +153,44 @@ def _cdiv(a: int, b: int) -> int:
 # ----------------------------------------------------------------------------
 
 
-def _gemm(K_, k, A, B, C, ta=False, tb=False, bias=None, accumulate=False):
-    """C (+)= op(A) op(B) (+ bias) on the device."""
+def _gemm_plan(K_, k, M: int, N: int, Kdim: int):
+    """The product kernel (big or small tiles) and the number of parts K is split into.
+
+    Big tiles do the most multiply-adds per shared-memory read; a product with
+    too few of them to fill the GPU takes small tiles, and a long product
+    (dW_x, dW_h: K = T·B) is split along K until there are enough blocks.
+    """
+    work = M * N * Kdim
+    for g in (k.gemm_big, k.gemm_small):
+        tiles = _cdiv(M, g.tile.BM) * _cdiv(N, g.tile.BN)
+        splits = 1
+        if work >= K_.GEMM_MIN_SPLIT_WORK:
+            splits = max(1, min(_cdiv(K_.GEMM_TARGET_BLOCKS, tiles), Kdim // K_.GEMM_MIN_K_PART))
+        if tiles * splits >= K_.GEMM_TARGET_BLOCKS:
+            break
+    return g, splits
+
+
+def _gemm(cuda, K_, k, A, B, C, ta=False, tb=False, bias=None, accumulate=False):
+    """C (+)= op(A) op(B) (+ bias) on the device (see :mod:`gradlab.kernels._cuda_gemm`)."""
     M, N = C.shape
     if M == 0 or N == 0:
         return
-    grid = (_cdiv(N, K_.GEMM_BN), _cdiv(M, K_.GEMM_BM))
+    Kdim = A.shape[0] if ta else A.shape[1]
+    g, splits = _gemm_plan(K_, k, M, N, Kdim)
+    tile = g.tile
+    kchunk = max(1, _cdiv(_cdiv(Kdim, splits), tile.BK)) * tile.BK
+    splits = max(1, _cdiv(Kdim, kchunk))
     has_bias = bias is not None
     if bias is None:
-        bias = C[0]
-    k.gemm[grid, (K_.GEMM_TN, K_.GEMM_TM), 0, K_.GEMM_SHARED * C.dtype.itemsize](A, B, C, ta, tb, bias, has_bias,
-                                                                             accumulate)
+        bias = _dummy(cuda, C.dtype, 1)
+    P = cuda.device_array((splits, M, N), C.dtype) if splits > 1 else _dummy(cuda, C.dtype, 3)
+    grid = (_cdiv(N, tile.BN), _cdiv(M, tile.BM), splits)
+    g[grid, (tile.TN, tile.TM), 0, tile.shared_words * C.dtype.itemsize](A, B, C, P, ta, tb, bias, has_bias,
+                                                                         accumulate, kchunk)
+    if splits > 1:
+        threads = K_.THREADS_1D
+        k.gemm_reduce[_cdiv(M * N, threads), threads](P, C, bias, has_bias, accumulate)
 
 
 def _colsum(cuda, K_, k, A, out):
@@ -282,7 +309,7 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
     hn = cuda.device_array((T, B, H), dtype) if cudnn else _dummy(cuda, dtype, 3)
 
     # the input projections of every step, into the gates buffer
-    _gemm(K_, k, dx.reshape(T * B, D), W_x, gates.reshape(T * B, GH), tb=True, bias=b)
+    _gemm(cuda, K_, k, dx.reshape(T * B, D), W_x, gates.reshape(T * B, GH), tb=True, bias=b)
 
     plan = _plan(K_, spec, B, H, dtype.itemsize, backward=False)
     if plan[0] == "persistent":
@@ -402,19 +429,19 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     DA2 = DA.reshape(T * B, GH)
     x2 = tr.x.reshape(T * B, D)
     dW_x = cuda.device_array((GH, D), dtype)
-    _gemm(K_, k, DA2, x2, dW_x, ta=True)
+    _gemm(cuda, K_, k, DA2, x2, dW_x, ta=True)
     dW_h = cuda.device_array((GH, H), dtype)
     DR2 = DArec.reshape(T * B, GH)
     h2 = tr.h.reshape(T * B, H)
     rows = 2 * H if gru else GH
     # Σ_t DArec_t^T h_{t-1}: the t = 0 term with h0, then the rest over the flattened (T-1)·B rows
-    _gemm(K_, k, DR2[:B, :rows], tr.h0, dW_h[:rows], ta=True)
+    _gemm(cuda, K_, k, DR2[:B, :rows], tr.h0, dW_h[:rows], ta=True)
     if T > 1:
-        _gemm(K_, k, DR2[B:, :rows], h2[: (T - 1) * B], dW_h[:rows], ta=True, accumulate=True)
+        _gemm(cuda, K_, k, DR2[B:, :rows], h2[: (T - 1) * B], dW_h[:rows], ta=True, accumulate=True)
     if gru:  # the n block of W_h acts on s = r ⊙ h_{t-1}
         rs = cuda.device_array((T, B, H), dtype)
         k.reset_states[_cdiv(T * B * H, threads), threads](tr.gates, tr.h, tr.h0, rs)
-        _gemm(K_, k, DA2[:, 2 * H:], rs.reshape(T * B, H), dW_h[2 * H:], ta=True)
+        _gemm(cuda, K_, k, DA2[:, 2 * H:], rs.reshape(T * B, H), dW_h[2 * H:], ta=True)
     db = cuda.device_array(GH, dtype)
     _colsum(cuda, K_, k, DA2, db)
     db_hn = None
@@ -422,7 +449,7 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
         db_hn = cuda.device_array(H, dtype)
         _colsum(cuda, K_, k, DR2[:, 2 * H:], db_hn)
     gx = cuda.device_array((T, B, D), dtype)
-    _gemm(K_, k, DA2, W_x, gx.reshape(T * B, D))
+    _gemm(cuda, K_, k, DA2, W_x, gx.reshape(T * B, D))
 
     out = dict(W_x=dW_x, W_h=dW_h, b=db, b_hn=db_hn, x=gx, h0=g_h0, c0=dcflow if lstm else None,
                dh_norm=dh_norm, dc_norm=dc_norm if lstm else None)
