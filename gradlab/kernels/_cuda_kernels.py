@@ -30,12 +30,12 @@ Kernels
     of a step are split over several threads; two ``syncthreads`` per step
     (four for ``gru``). Squared norms are stored per unit and reduced by
     ``norm_final`` after the sweep.
-``fwd_step`` / ``fwd_step_gru_n`` / ``bwd_step`` / ``bwd_step_gru_s`` / ``bwd_final``
-    For large H, one launch per step (two for ``gru``): a block computes a tile
-    of the recurrent product through shared memory and then applies the gate
-    math to that tile (the product and the pointwise are fused). The backward
-    kernels write per-tile partial squared norms, summed in a fixed order by
-    ``norm_final`` after the sweep.
+``fwd_point`` / ``fwd_point_gru_n`` / ``bwd_point`` / ``bwd_point_gru_s`` / ``add_parts``
+    For large H, each step's recurrent product is one launch of the product
+    kernel (two for ``gru``), written as K parts; these kernels add the parts
+    in a fixed order and apply the gate math, one thread per (sequence,
+    hidden unit). The squared norms are stored per unit, as in the persistent
+    kernels.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from functools import lru_cache
 from types import SimpleNamespace
 
 import numpy as np
-from numba import cuda, types, uint64
+from numba import cuda, int64, types, uint64
 
 U = uint64  # unsigned indices: no wrap-around of negative indices in the hot loops
 U0, U1, U2, U3, U4 = (np.uint64(i) for i in range(5))
@@ -94,7 +94,6 @@ if SIM:
     GEMM_TARGET_BLOCKS = 2            # split K until a product has this many blocks, if it is long enough
     GEMM_MIN_K_PART = 4               # terms per part of a split K, at least
     GEMM_MIN_SPLIT_WORK = 0           # products with fewer multiply-adds are never split
-    STEP_XW, STEP_RM = 8, 2          # columns per step block (= blockDim.x), rows per thread
     PERSISTENT_THREADS = 16          # threads of a persistent block, at least (one per hidden unit, at least)
     PERSISTENT_MAX_THREADS = 32      # and at most (H above this runs stepwise)
     PERSISTENT_BLOCKS = 2            # blocks the batch is spread over
@@ -108,14 +107,12 @@ else:
     GEMM_TARGET_BLOCKS = 132
     GEMM_MIN_K_PART = 128
     GEMM_MIN_SPLIT_WORK = 1 << 24
-    STEP_XW, STEP_RM = 32, 4
     PERSISTENT_THREADS = 256
     PERSISTENT_MAX_THREADS = 256     # the persistent kernels use up to 252 registers a thread (ptxas, sm_90)
     PERSISTENT_BLOCKS = 132          # about one per SM of a large GPU
     MIN_SPLIT = 8
     WARP = 32
     THREADS_1D, THREADS_2D = 256, 16
-STEP_BK = STEP_XW
 
 
 if not SIM:
@@ -325,7 +322,7 @@ def kernels(dtype) -> SimpleNamespace:
         """One hidden unit at one step, backward, given the total ∂L/∂h_t (unclipped).
 
         Writes the gate gradients into ``da`` (and ``darec`` for gru_cudnn;
-        for ``gru`` the r block is left to :func:`bwd_step_gru_s`). Returns
+        for ``gru`` the r block is left to its second phase). Returns
         (dc², dh_direct, dc_prev): the squared total ∂L/∂c_t (LSTM, before its
         clip), the direct path into ∂L/∂h_{t-1} and ∂L/∂c_{t-1}.
         """
@@ -724,228 +721,118 @@ def kernels(dtype) -> SimpleNamespace:
                 dcflow[ub, uj] = dcf
 
     # ------------------------------------------------------------------
-    # Per-step kernels: a tile of the recurrent product, then the gate math on it
+    # Per-step kernels (large H): the recurrent product of a step is one
+    # launch of the product kernel, into K parts P[z] (see _cuda_gemm); these
+    # kernels add the parts in order and apply the gate math, one thread per
+    # (sequence, hidden unit).
     # ------------------------------------------------------------------
 
     @cuda.jit(device=True)
-    def tile_product(sm, V3, V0, tv, voff, K, W, wtrans, woff, ng, H, b0, j0, B):
-        """A block's tile of the product V W, written to sm[zs:] as (rows, STEP_XW).
+    def part_sum(P, b, col):
+        """Σ_z P[z, b, col], in order of z (unsigned b, col)."""
+        v = zero
+        for z in range(P.shape[0]):
+            v += P[U(z), b, col]
+        return v
 
-        Rows are batch rows b0 + ty + i*blockDim.y (i < STEP_RM); a column x of
-        the block is gate block x // (STEP_XW // ng) at hidden unit
-        j0 + x % (STEP_XW // ng). V is V3[tv] (or V0 when tv < 0), its columns
-        voff … voff+K; w(k, col) = W[woff + col, k] when wtrans, else
-        W[woff + k, col]. Returns the offset of the products in ``sm``.
+    @cuda.jit(device=True)
+    def point_of(B, H):
+        """This thread's (sequence, hidden unit), unsigned, and whether it has one."""
+        i = U(cuda.grid(1))
+        return i < U(B) * U(H), i // U(H), i % U(H)
+
+    # (the gate-math helpers fwd_elem, bwd_elem and gru_n_elem take signed H and j)
+
+    @cuda.jit
+    def fwd_point(cell, t, P, bhn, h0, c0, h, c, gates, hn, S):
+        """Step t of the forward pass from the parts P of h_{t-1} W_h^T (for ``gru`` the r, u columns only).
+
+        Writes the gates (and c_t, hn); h_t, or for ``gru`` s = r ⊙ h_{t-1} into S.
         """
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        nty = cuda.blockDim.y
-        tid = ty * STEP_XW + tx
-        nt = STEP_XW * nty
-        BMr = nty * STEP_RM
-        vs = 0
-        ws = BMr * STEP_BK
-        zs = ws + STEP_BK * STEP_XW
-        bnj = STEP_XW // ng
-        acc = cuda.local.array(STEP_RM, at)
-        for i in range(STEP_RM):
-            acc[i] = zero
-        for k0 in range(0, K, STEP_BK):
-            for l in range(tid, BMr * STEP_BK, nt):
-                kk = l % STEP_BK
-                r = l // STEP_BK
-                b = b0 + r
-                v = zero
-                if b < B and k0 + kk < K:
-                    v = V0[b, voff + k0 + kk] if tv < 0 else V3[tv, b, voff + k0 + kk]
-                sm[vs + r * STEP_BK + kk] = v
-            for l in range(tid, STEP_BK * STEP_XW, nt):
-                if wtrans:
-                    kk = l % STEP_BK
-                    x = l // STEP_BK
-                else:
-                    x = l % STEP_XW
-                    kk = l // STEP_XW
-                g = x // bnj
-                j = j0 + x % bnj
-                v = zero
-                if g < ng and j < H and k0 + kk < K:
-                    v = W[woff + g * H + j, k0 + kk] if wtrans else W[woff + k0 + kk, g * H + j]
-                sm[ws + kk * STEP_XW + x] = v
-            cuda.syncthreads()
-            for kk in range(min(STEP_BK, K - k0)):
-                w = sm[ws + kk * STEP_XW + tx]
-                for i in range(STEP_RM):
-                    acc[i] += sm[vs + (ty + i * nty) * STEP_BK + kk] * w
-            cuda.syncthreads()
-        for i in range(STEP_RM):
-            sm[zs + (ty + i * nty) * STEP_XW + tx] = acc[i]
-        cuda.syncthreads()
-        return zs
-
-    @cuda.jit
-    def fwd_step(cell, t, W, bhn, h0, c0, h, c, gates, hn, S):
-        """Step t of the forward pass for one (rows, hidden units) tile; for ``gru`` its r, u phase."""
-        H = h0.shape[1]
         B = h0.shape[0]
-        ng = 2 if cell == GRU else W.shape[0] // H
-        bnj = STEP_XW // ng
-        j0 = cuda.blockIdx.x * bnj
-        BMr = cuda.blockDim.y * STEP_RM
-        b0 = cuda.blockIdx.y * BMr
-        sm = cuda.shared.array(0, at)
-        zs = tile_product(sm, h, h0, t - 1, 0, H, W, True, 0, ng, H, b0, j0, B)
-        tid = cuda.threadIdx.y * STEP_XW + cuda.threadIdx.x
-        for e in range(tid, BMr * bnj, STEP_XW * cuda.blockDim.y):
-            r = e // bnj
-            jj = e % bnj
-            b = b0 + r
-            j = j0 + jj
-            if b < B and j < H:
-                z = zs + r * STEP_XW + jj
-                hp = h0[b, j] if t == 0 else h[t - 1, b, j]
-                cp = zero
-                if cell == LSTM:
-                    cp = c0[b, j] if t == 0 else c[t - 1, b, j]
-                z1 = sm[z + bnj] if ng > 1 else zero
-                z2 = sm[z + 2 * bnj] if ng > 2 else zero
-                z3 = sm[z + 3 * bnj] if ng > 3 else zero
-                v = fwd_elem(cell, H, j, gates[t, b], sm[z], z1, z2, z3, hp, cp,
-                             bhn[j] if cell == GRU_CUDNN else zero, c[t, b] if cell == LSTM else c[0, 0],
-                             hn[t, b] if cell == GRU_CUDNN else hn[0, 0])
-                if cell == GRU:
-                    S[b, j] = v
-                else:
-                    h[t, b, j] = v
-
-    @cuda.jit
-    def fwd_step_gru_n(t, W, h0, h, gates, S):
-        """Step t of the full GRU, second phase: the candidate from W_hn (r ⊙ h_{t-1}), and h_t."""
         H = h0.shape[1]
-        B = h0.shape[0]
-        j0 = cuda.blockIdx.x * STEP_XW
-        BMr = cuda.blockDim.y * STEP_RM
-        b0 = cuda.blockIdx.y * BMr
-        sm = cuda.shared.array(0, at)
-        zs = tile_product(sm, gates, S, -1, 0, H, W, True, 2 * H, 1, H, b0, j0, B)
-        tid = cuda.threadIdx.y * STEP_XW + cuda.threadIdx.x
-        for e in range(tid, BMr * STEP_XW, STEP_XW * cuda.blockDim.y):
-            r = e // STEP_XW
-            jj = e % STEP_XW
-            b = b0 + r
-            j = j0 + jj
-            if b < B and j < H:
-                hp = h0[b, j] if t == 0 else h[t - 1, b, j]
-                h[t, b, j] = gru_n_elem(H, j, gates[t, b], sm[zs + r * STEP_XW + jj], hp)
+        ok, b, j = point_of(B, H)
+        if ok:
+            uH = U(H)
+            ng = 2 if cell == GRU else gates.shape[2] // H
+            ut = U(t)
+            z0 = part_sum(P, b, j)
+            z1 = part_sum(P, b, uH + j) if ng > 1 else zero
+            z2 = part_sum(P, b, U2 * uH + j) if ng > 2 else zero
+            z3 = part_sum(P, b, U3 * uH + j) if ng > 3 else zero
+            hp = h0[b, j] if t == 0 else h[ut - U1, b, j]
+            cp = zero
+            if cell == LSTM:
+                cp = c0[b, j] if t == 0 else c[ut - U1, b, j]
+            v = fwd_elem(cell, H, int64(j), gates[ut, b], z0, z1, z2, z3, hp, cp,
+                         bhn[j] if cell == GRU_CUDNN else zero, c[ut, b] if cell == LSTM else c[0, 0],
+                         hn[ut, b] if cell == GRU_CUDNN else hn[0, 0])
+            if cell == GRU:
+                S[b, j] = v
+            else:
+                h[ut, b, j] = v
 
     @cuda.jit
-    def bwd_step(cell, t, W, dh, gates, h, c, hn, h0, c0, bound, do_clip,
-                 DA, DArec, part_h, part_c, direct, dcflow):
-        """Step t of the backward sweep for one tile: ∂L/∂h_t from DArec_{t+1} W_h, then the gate gradients.
+    def fwd_point_gru_n(t, P, h0, h, gates):
+        """Step t of the full GRU, second phase, from the parts P of s W_hn^T: the candidate and h_t."""
+        B = h0.shape[0]
+        H = h0.shape[1]
+        ok, b, j = point_of(B, H)
+        if ok:
+            ut = U(t)
+            hp = h0[b, j] if t == 0 else h[ut - U1, b, j]
+            h[ut, b, j] = gru_n_elem(H, int64(j), gates[ut, b], part_sum(P, b, j), hp)
 
-        Writes the tile's partial sums of squares to part_h[t, b, blockIdx.x]
-        (and part_c for the LSTM).
+    @cuda.jit
+    def bwd_point(cell, t, P, dh, gates, h, c, hn, h0, c0, bound, do_clip, DA, DArec, sq_h, sq_c, direct, dcflow):
+        """Step t of the backward sweep: ∂L/∂h_t = dh_t + (parts P of DArec_{t+1} W_h) + the direct path,
+        then the gate gradients. Stores the squared totals in sq_h[t] (sq_c[t]) for :func:`norm_final`.
         """
         T = gates.shape[0]
-        H = h0.shape[1]
         B = h0.shape[0]
-        GH = W.shape[0]
-        j0 = cuda.blockIdx.x * STEP_XW
-        BMr = cuda.blockDim.y * STEP_RM
-        b0 = cuda.blockIdx.y * BMr
-        K1 = 2 * H if cell == GRU else GH
-        sm = cuda.shared.array(0, at)
-        zs = tile_product(sm, DArec, DArec[0], t + 1, 0, K1 if t < T - 1 else 0, W, False, 0, 1, H, b0, j0, B)
-        qs = zs + BMr * STEP_XW
-        qc = qs + BMr * STEP_XW
-        tid = cuda.threadIdx.y * STEP_XW + cuda.threadIdx.x
-        nt = STEP_XW * cuda.blockDim.y
-        lstm = cell == LSTM
-        for e in range(tid, BMr * STEP_XW, nt):
-            r = e // STEP_XW
-            jj = e % STEP_XW
-            b = b0 + r
-            j = j0 + jj
-            q = zero
-            qq = zero
-            if b < B and j < H:
-                dir0 = direct[b, j] if t < T - 1 else zero
-                tot = dh[t, b, j] + sm[zs + e] + dir0
-                q = tot * tot
-                hp = h0[b, j] if t == 0 else h[t - 1, b, j]
-                cp = zero
-                ct = zero
-                dcf = zero
-                if lstm:
-                    cp = c0[b, j] if t == 0 else c[t - 1, b, j]
-                    ct = c[t, b, j]
-                    dcf = dcflow[b, j]
-                dc2, dir_, dcp = bwd_elem(cell, H, j, tot, gates[t, b], DA[t, b], DArec[t, b], hp, cp, ct,
-                                          hn[t, b, j] if cell == GRU_CUDNN else zero, dcf, bound, do_clip)
-                direct[b, j] = dir_
-                if lstm:
-                    dcflow[b, j] = dcp
-                    qq = dc2
-            sm[qs + e] = q
-            sm[qc + e] = qq
-        s = STEP_XW // 2
-        while s > 0:
-            cuda.syncthreads()
-            for e in range(tid, BMr * s, nt):
-                r = e // s
-                jj = e % s
-                sm[qs + r * STEP_XW + jj] += sm[qs + r * STEP_XW + jj + s]
-                if lstm:
-                    sm[qc + r * STEP_XW + jj] += sm[qc + r * STEP_XW + jj + s]
-            s //= 2
-        cuda.syncthreads()
-        for r in range(tid, BMr, nt):
-            if b0 + r < B:
-                part_h[t, b0 + r, cuda.blockIdx.x] = sm[qs + r * STEP_XW]
-                if lstm:
-                    part_c[t, b0 + r, cuda.blockIdx.x] = sm[qc + r * STEP_XW]
+        H = h0.shape[1]
+        ok, b, j = point_of(B, H)
+        if ok:
+            ut = U(t)
+            last = t == T - 1
+            tot = dh[ut, b, j]
+            if not last:
+                tot += part_sum(P, b, j) + direct[b, j]
+            sq_h[ut, b, j] = tot * tot
+            hp = h0[b, j] if t == 0 else h[ut - U1, b, j]
+            cp = zero
+            ct = zero
+            dcf = zero
+            if cell == LSTM:
+                cp = c0[b, j] if t == 0 else c[ut - U1, b, j]
+                ct = c[ut, b, j]
+                dcf = dcflow[b, j]
+            dc2, dir_, dcp = bwd_elem(cell, H, int64(j), tot, gates[ut, b], DA[ut, b], DArec[ut, b], hp, cp, ct,
+                                      hn[ut, b, j] if cell == GRU_CUDNN else zero, dcf, bound, do_clip)
+            direct[b, j] = dir_
+            if cell == LSTM:
+                dcflow[b, j] = dcp
+                sq_c[ut, b, j] = dc2
 
     @cuda.jit
-    def bwd_step_gru_s(t, W, gates, h, h0, DA, direct):
-        """Step t of the full GRU backward, second phase: ds = da_n W_hn, da_r and the reset path."""
-        H = h0.shape[1]
+    def bwd_point_gru_s(t, P, gates, h, h0, DA, direct):
+        """Step t of the full GRU backward, second phase, from the parts P of ds = da_n W_hn: da_r and the reset path."""
         B = h0.shape[0]
-        j0 = cuda.blockIdx.x * STEP_XW
-        BMr = cuda.blockDim.y * STEP_RM
-        b0 = cuda.blockIdx.y * BMr
-        sm = cuda.shared.array(0, at)
-        zs = tile_product(sm, DA, h0, t, 2 * H, H, W, False, 2 * H, 1, H, b0, j0, B)
-        tid = cuda.threadIdx.y * STEP_XW + cuda.threadIdx.x
-        for e in range(tid, BMr * STEP_XW, STEP_XW * cuda.blockDim.y):
-            r = e // STEP_XW
-            jj = e % STEP_XW
-            b = b0 + r
-            j = j0 + jj
-            if b < B and j < H:
-                hp = h0[b, j] if t == 0 else h[t - 1, b, j]
-                da_r, through = gru_reset_backward(sm[zs + e], gates[t, b, j], hp)
-                DA[t, b, j] = da_r
-                direct[b, j] += through
+        H = h0.shape[1]
+        ok, b, j = point_of(B, H)
+        if ok:
+            ut = U(t)
+            hp = h0[b, j] if t == 0 else h[ut - U1, b, j]
+            da_r, through = gru_reset_backward(part_sum(P, b, j), gates[ut, b, j], hp)
+            DA[ut, b, j] = da_r
+            direct[b, j] += through
 
     @cuda.jit
-    def bwd_final(cell, W, h0, DArec, direct, dh0):
-        """∂L/∂h_0 = DArec_0 W_h + dh_direct (for ``gru`` only the r, u blocks act on h_{-1} through W_h)."""
-        H = h0.shape[1]
-        B = h0.shape[0]
-        j0 = cuda.blockIdx.x * STEP_XW
-        BMr = cuda.blockDim.y * STEP_RM
-        b0 = cuda.blockIdx.y * BMr
-        K1 = 2 * H if cell == GRU else W.shape[0]
-        sm = cuda.shared.array(0, at)
-        zs = tile_product(sm, DArec, h0, 0, 0, K1, W, False, 0, 1, H, b0, j0, B)
-        tid = cuda.threadIdx.y * STEP_XW + cuda.threadIdx.x
-        for e in range(tid, BMr * STEP_XW, STEP_XW * cuda.blockDim.y):
-            r = e // STEP_XW
-            jj = e % STEP_XW
-            b = b0 + r
-            j = j0 + jj
-            if b < B and j < H:
-                dh0[b, j] = sm[zs + e] + direct[b, j]
+    def add_parts(P, V, out):
+        """out = Σ_z P[z] (in order) + V, for 2-D arrays: ∂L/∂h_0 = DArec_0 W_h + the direct path."""
+        ok, b, j = point_of(out.shape[0], out.shape[1])
+        if ok:
+            out[b, j] = part_sum(P, b, j) + V[b, j]
 
     found = {k: v for k, v in locals().items() if hasattr(v, "py_func") or callable(v)}
     return SimpleNamespace(**gemms, **found)

@@ -171,6 +171,32 @@ def _gemm_plan(K_, k, M: int, N: int, Kdim: int):
     return g, splits
 
 
+class _Product:
+    """One product shape op(A) op(B), (M, K) x (K, N), planned once and launched many times.
+
+    Each launch writes the K parts of the product to ``parts`` (shape
+    (splits, M, N); one part when K is not split) without adding them: the
+    caller adds them in order (:func:`_gemm`, or a time step's pointwise kernel).
+    """
+
+    def __init__(self, cuda, K_, k, M: int, N: int, Kdim: int, dtype):
+        g, splits = _gemm_plan(K_, k, M, N, Kdim)
+        tile = g.tile
+        self.kchunk = max(1, _cdiv(_cdiv(Kdim, splits), tile.BK)) * tile.BK
+        splits = max(1, _cdiv(Kdim, self.kchunk))
+        self.parts = cuda.device_array((splits, M, N), dtype)
+        self.first = self.parts[0]
+        self.bias = _dummy(cuda, dtype, 1)
+        self.kernel = g
+        # configured at each launch: the simulator's kernel objects keep one configuration, the last one given
+        self.config = ((_cdiv(N, tile.BN), _cdiv(M, tile.BM), splits), (tile.TN, tile.TM), 0,
+                       tile.shared_words * np.dtype(dtype).itemsize)
+
+    def __call__(self, A, B, ta=False, tb=False):
+        self.kernel[self.config](A, B, self.first, self.parts, ta, tb, self.bias, False, False, self.kchunk)
+        return self.parts
+
+
 def _gemm(cuda, K_, k, A, B, C, ta=False, tb=False, bias=None, accumulate=False):
     """C (+)= op(A) op(B) (+ bias) on the device (see :mod:`gradlab.kernels._cuda_gemm`)."""
     M, N = C.shape
@@ -178,19 +204,17 @@ def _gemm(cuda, K_, k, A, B, C, ta=False, tb=False, bias=None, accumulate=False)
         return
     Kdim = A.shape[0] if ta else A.shape[1]
     g, splits = _gemm_plan(K_, k, M, N, Kdim)
-    tile = g.tile
-    kchunk = max(1, _cdiv(_cdiv(Kdim, splits), tile.BK)) * tile.BK
-    splits = max(1, _cdiv(Kdim, kchunk))
     has_bias = bias is not None
     if bias is None:
         bias = _dummy(cuda, C.dtype, 1)
-    P = cuda.device_array((splits, M, N), C.dtype) if splits > 1 else _dummy(cuda, C.dtype, 3)
-    grid = (_cdiv(N, tile.BN), _cdiv(M, tile.BM), splits)
-    g[grid, (tile.TN, tile.TM), 0, tile.shared_words * C.dtype.itemsize](A, B, C, P, ta, tb, bias, has_bias,
-                                                                         accumulate, kchunk)
-    if splits > 1:
-        threads = K_.THREADS_1D
-        k.gemm_reduce[_cdiv(M * N, threads), threads](P, C, bias, has_bias, accumulate)
+    if splits == 1:  # one part: the kernel adds bias and C itself
+        tile = g.tile
+        g[(_cdiv(N, tile.BN), _cdiv(M, tile.BM), 1), (tile.TN, tile.TM), 0, tile.shared_words * C.dtype.itemsize](
+            A, B, C, _dummy(cuda, C.dtype, 3), ta, tb, bias, has_bias, accumulate, max(1, Kdim))
+        return
+    P = _Product(cuda, K_, k, M, N, Kdim, C.dtype)(A, B, ta, tb)
+    threads = K_.THREADS_1D
+    k.gemm_reduce[_cdiv(M * N, threads), threads](P, C, bias, has_bias, accumulate)
 
 
 def _colsum(cuda, K_, k, A, out):
@@ -228,7 +252,7 @@ def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
     """Choose the persistent or the stepwise kernels, and their launch shapes.
 
     Returns ("persistent", blocks, threads, BM, wshared, shared_bytes, S, S2) or
-    ("stepwise", rows-per-block-threads, shared_bytes). A persistent block
+    ("stepwise",) (one product launch and one pointwise launch per step). A persistent block
     owns BM batch rows, one thread per hidden unit of them at least; each dot
     product of the step is split over S threads (S2 for the candidate product
     of ``gru``).
@@ -260,12 +284,7 @@ def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
             wshared = (words + GH * H) * itemsize <= SHARED_LIMIT
             nbytes = (words + (GH * H if wshared else 0)) * itemsize
             return ("persistent", _cdiv(B, BM), nt, BM, wshared, nbytes, S, S2)
-    # one launch per step
-    XW, RM, BK = K_.STEP_XW, K_.STEP_RM, K_.STEP_BK
-    ty = max(1, min(2 if K_.SIM else 8, _cdiv(B, RM)))
-    BMr = ty * RM
-    nbytes = (BMr * BK + BK * XW + 3 * BMr * XW) * itemsize
-    return ("stepwise", ty, nbytes)
+    return ("stepwise",)
 
 
 def time_loop(cell: str, B: int, H: int, dtype=np.float32) -> str:
@@ -323,16 +342,22 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
         k.fwd_persistent[blocks, threads, 0, nbytes](cell, W_h, WT, wshared, b_hn, dh0, dc0, h, c, gates, hn, BM, S,
                                                      S2)
     else:
-        _, ty, nbytes = plan
-        XW, RM = K_.STEP_XW, K_.STEP_RM
-        ng = 2 if gru else G
+        # per step: the product h_{t-1} W_h^T into K parts, then the gate math (twice for gru)
+        threads = K_.THREADS_1D
+        nc1 = 2 * H if gru else GH
+        prod = _Product(cuda, K_, k, B, nc1, H, dtype)
+        W1 = W_h[:nc1]
+        point = k.fwd_point[_cdiv(B * H, threads), threads]
         S = cuda.device_array((B, H), dtype) if gru else _dummy(cuda, dtype, 2)
-        step = k.fwd_step[(_cdiv(H, XW // ng), _cdiv(B, ty * RM)), (XW, ty), 0, nbytes]
-        step_n = k.fwd_step_gru_n[(_cdiv(H, XW), _cdiv(B, ty * RM)), (XW, ty), 0, nbytes] if gru else None
+        if gru:  # the candidate's product acts on s = r ⊙ h_{t-1}
+            prod_n = _Product(cuda, K_, k, B, H, H, dtype)
+            W_n = W_h[2 * H:]
+            point_n = k.fwd_point_gru_n[_cdiv(B * H, threads), threads]
+        h_prev = [dh0] + [h[t] for t in range(T - 1)]
         for t in range(T):
-            step(cell, t, W_h, b_hn, dh0, dc0, h, c, gates, hn, S)
+            point(cell, t, prod(h_prev[t], W1, tb=True), b_hn, dh0, dc0, h, c, gates, hn, S)
             if gru:
-                step_n(t, W_h, dh0, h, gates, S)
+                point_n(t, prod_n(S, W_n, tb=True), dh0, h, gates)
 
     dev = _DeviceTrace(h=h, c=c if lstm else None, x=dx, h0=dh0, c0=dc0 if lstm else None, gates=gates,
                        hn=hn if cudnn else None)
@@ -406,21 +431,27 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
             cell, W_h, wshared, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,
             DA, DArec, part_h, part_c, dcflow, g_h0, BM, S, S2)
     else:
+        # per step: the product DArec_{t+1} W_h into K parts, then the gate gradients (twice for gru)
         direct = cuda.device_array((B, H), dtype)
-        _, ty, nbytes = plan
-        XW, RM = K_.STEP_XW, K_.STEP_RM
-        grid = (_cdiv(H, XW), _cdiv(B, ty * RM))
-        NJ = grid[0]
-        part_h = cuda.device_array((T, B, NJ), dtype)
-        part_c = cuda.device_array((T, B, NJ), dtype) if lstm else _dummy(cuda, dtype, 3)
-        step = k.bwd_step[grid, (XW, ty), 0, nbytes]
-        step_s = k.bwd_step_gru_s[grid, (XW, ty), 0, nbytes] if gru else None
+        part_h = cuda.device_array((T, B, H), dtype)
+        part_c = cuda.device_array((T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
+        K1 = 2 * H if gru else GH  # for gru only the r, u blocks act on h_{t-1} through W_h
+        prod = _Product(cuda, K_, k, B, H, K1, dtype)
+        W1 = W_h[:K1]
+        rec = [DArec[t][:, :K1] for t in range(T)]
+        grid = _cdiv(B * H, threads)
+        point = k.bwd_point[grid, threads]
+        if gru:  # ds = da_n W_hn
+            prod_s = _Product(cuda, K_, k, B, H, H, dtype)
+            W_n = W_h[2 * H:]
+            point_s = k.bwd_point_gru_s[grid, threads]
         for t in range(T - 1, -1, -1):
-            step(cell, t, W_h, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,
-                 DA, DArec, part_h, part_c, direct, dcflow)
+            P = prod(rec[t + 1], W1) if t < T - 1 else prod.parts  # no flow into the last step
+            point(cell, t, P, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip, DA, DArec, part_h, part_c,
+                  direct, dcflow)
             if gru:
-                step_s(t, W_h, tr.gates, tr.h, tr.h0, DA, direct)
-        k.bwd_final[grid, (XW, ty), 0, nbytes](cell, W_h, tr.h0, DArec, direct, g_h0)
+                point_s(t, prod_s(DA[t][:, 2 * H:], W_n), tr.gates, tr.h, tr.h0, DA, direct)
+        k.add_parts[grid, threads](prod(rec[0], W1), direct, g_h0)
     k.norm_final[_cdiv(T * B, threads), threads](part_h, dh_norm)
     if lstm:
         k.norm_final[_cdiv(T * B, threads), threads](part_c, dc_norm)
