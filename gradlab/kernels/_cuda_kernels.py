@@ -459,6 +459,23 @@ def kernels(dtype) -> SimpleNamespace:
         return r, c, k0, m
 
     @cuda.jit(device=True)
+    def products(sm, out, npr, first, ncol, S, n, a0, arow, wshared, w0, ws, M, m0, c0):
+        """sm[out + o] = part o of the step's split dot products, for o = tid, tid + nt, … < npr.
+
+        Part o is row r, column c (of ncol), terms [k0, k0 + m) of n (:func:`assignment`;
+        ``first`` is this thread's first): Σ_k sm[a0 + r*arow + k] w_k, with w_k =
+        sm[w0 + c + k*ws] if wshared else M[m0 + k, c + c0]. The loop runs on unsigned
+        integers: a signed ``range`` with a run-time step costs a 64-bit division.
+        """
+        tid = U(cuda.threadIdx.x)
+        nt = U(cuda.blockDim.x)
+        o = tid
+        while o < U(npr):
+            r, c, k0, m = first if o == tid else assignment(int64(o), ncol, S, n)
+            sm[U(out) + o] = dot_part(sm, a0 + r * arow, wshared, w0 + c, ws, M, m0, c + c0, k0, m)
+            o += nt
+
+    @cuda.jit(device=True)
     def unit_of(tid, H, b0, nb):
         """This thread's hidden unit: (owns one, row in the tile, unit j, sequence b) and their unsigned forms."""
         ru = tid // H
@@ -543,9 +560,7 @@ def kernels(dtype) -> SimpleNamespace:
             ucur = U(cur)
             unxt = U(hb + ((t + 1) % 2) * BM * H)
             # partial recurrent products z = h_{t-1} W_h^T
-            for o in range(tid, npr, nt):
-                r, col, k0, m = first if o == tid else assignment(o, nc1, S, H)
-                sm[U(zb + o)] = dot_part(sm, cur + r * H, wshared, col, GH, WT, 0, col, k0, m)
+            products(sm, zb, npr, first, nc1, S, H, cur, H, wshared, 0, GH, WT, 0, 0)
             cuda.syncthreads()
             if unit:
                 z0 = sum_parts(sm, uz + uj * uS, uS)
@@ -578,9 +593,7 @@ def kernels(dtype) -> SimpleNamespace:
                     x0, x1, x2, x3 = load_gates(gates, ut + U1, ub, uj, uH, G)
             cuda.syncthreads()
             if cell == GRU:  # the candidate: n = tanh(W_xn x + b_n + W_hn (r ⊙ h_{t-1}))
-                for o in range(tid, npr2, nt):
-                    r, j, k0, m = first2 if o == tid else assignment(o, H, S2, H)
-                    sm[U(z2b + o)] = dot_part(sm, sb + r * H, wshared, 2 * H + j, GH, WT, 0, 2 * H + j, k0, m)
+                products(sm, z2b, npr2, first2, H, S2, H, sb, H, wshared, 2 * H, GH, WT, 0, 2 * H)
                 cuda.syncthreads()
                 if unit:
                     zn = sum_parts(sm, U(z2b) + urow * uS2, uS2)
@@ -661,9 +674,7 @@ def kernels(dtype) -> SimpleNamespace:
             ucr = U(cur + ru * GH)
             # partial products of DArec_{t+1} W_h (none at the last step)
             if t < T - 1:
-                for o in range(tid, npr, nt):
-                    r, j, k0, m = first if o == tid else assignment(o, H, S, K1)
-                    sm[U(fb + o)] = dot_part(sm, prv + r * GH, wshared, j, H, W, 0, j, k0, m)
+                products(sm, fb, npr, first, H, S, K1, prv, GH, wshared, 0, H, W, 0, 0)
             cuda.syncthreads()
             hp_t = hpv
             r_t = g0
@@ -700,9 +711,7 @@ def kernels(dtype) -> SimpleNamespace:
                         hnv = hn[tp, ub, uj]
             cuda.syncthreads()
             if cell == GRU:  # ds = da_n W_hn, then da_r and the reset path into h_{t-1}
-                for o in range(tid, npr2, nt):
-                    r, j, k0, m = first2 if o == tid else assignment(o, H, S2, H)
-                    sm[U(f2b + o)] = dot_part(sm, cur + r * GH + 2 * H, wshared, 2 * H * H + j, H, W, 2 * H, j, k0, m)
+                products(sm, f2b, npr2, first2, H, S2, H, cur + 2 * H, GH, wshared, 2 * H * H, H, W, 2 * H, 0)
                 cuda.syncthreads()
                 if unit:
                     da_r, through = gru_reset_backward(sum_parts(sm, U(f2b) + urow * uS2, uS2), r_t, hp_t)
@@ -711,9 +720,7 @@ def kernels(dtype) -> SimpleNamespace:
                     direct += through
                 cuda.syncthreads()
         # ∂L/∂h_0 = DArec_0 W_h + dh_direct, and ∂L/∂c_0
-        for o in range(tid, npr, nt):
-            r, j, k0, m = first if o == tid else assignment(o, H, S, K1)
-            sm[U(fb + o)] = dot_part(sm, db + r * GH, wshared, j, H, W, 0, j, k0, m)
+        products(sm, fb, npr, first, H, S, K1, db, GH, wshared, 0, H, W, 0, 0)
         cuda.syncthreads()
         if unit:
             dh0[ub, uj] = sum_parts(sm, U(fb) + urow * uS, uS) + direct
