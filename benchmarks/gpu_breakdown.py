@@ -10,6 +10,17 @@ copies and the other kernel launches (input projection, weight gradients,
 column sums, norms). Medians of repeated runs after a warm-up call, with
 ``synchronize`` inside the timed region; device-resident inputs.
 
+Two more tables say what bounds the stepwise time loop (H > 256):
+
+* products: the throughput of the product kernel (``_cuda_gemm``) at the
+  shapes one forward + backward of the LSTM at (T, B, H) = (100, 64, 512)
+  runs, whole-sequence and per step, next to ``torch.matmul`` (cuBLAS, full
+  float32: TF32 off) at the same shapes;
+* launches: the host cost of one kernel launch (microseconds, a one-block
+  launch repeated, synchronised once at the end), for a kernel with two
+  arguments and for the 11-argument forward pointwise kernel that the
+  stepwise loop launches every step.
+
     PYTHONPATH=. python benchmarks/gpu_breakdown.py           # on a GPU
     PYTHONPATH=. python benchmarks/gpu_breakdown.py --tiny    # a smoke run (CI, simulator)
 """
@@ -33,7 +44,7 @@ from gradlab import validate  # noqa: E402
 from gradlab.kernels import cuda as gcuda  # noqa: E402
 from gradlab.kernels.cells import get_cell  # noqa: E402
 
-CONFIGS = [(1000, 1, 32), (100, 8, 128)]
+CONFIGS = [(1000, 1, 32), (100, 8, 128), (100, 64, 512)]
 TINY_CONFIGS = [(3, 2, 5)]
 CELLS = ("rnn_tanh", "gru_cudnn", "lstm")
 TINY_CELLS = ("rnn_tanh", "lstm")
@@ -105,6 +116,71 @@ def breakdown(cell, T, B, H, repeats):
     return out
 
 
+def product_shapes(T, B, H, G=4):
+    """(name, M, N, K, ta, tb) of the products of one LSTM forward + backward with D = H."""
+    TB, GH = T * B, G * H
+    return [("input projection", TB, GH, H, False, True), ("dW_x", GH, H, TB, True, False),
+            ("dx", TB, H, GH, False, False), ("step, forward", B, GH, H, False, True),
+            ("step, backward", B, H, GH, False, False)]
+
+
+def products(T, B, H, repeats):
+    """Rows (name, M, N, K, K parts, gradlab ms, gradlab TFLOP/s, torch TFLOP/s) for :func:`product_shapes`."""
+    cuda = gcuda.cuda_module()
+    K_, k = gcuda._ker(np.float32)
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, M, N, Kdim, ta, tb in product_shapes(T, B, H):
+        A = rng.standard_normal((Kdim, M) if ta else (M, Kdim)).astype(np.float32)
+        Bm = rng.standard_normal((N, Kdim) if tb else (Kdim, N)).astype(np.float32)
+        dA, dB, dC = cuda.to_device(A), cuda.to_device(Bm), cuda.device_array((M, N), np.float32)
+        step = name.startswith("step")
+        if step:  # as the time loop runs it: the K parts, added by the pointwise kernel
+            prod = gcuda._Product(cuda, K_, k, M, N, Kdim, np.float32)
+            fn = lambda: prod(dA, dB, ta, tb)  # noqa: E731
+            parts = prod.parts.shape[0]
+        else:
+            fn = lambda: gcuda._gemm(cuda, K_, k, dA, dB, dC, ta=ta, tb=tb)  # noqa: E731
+            parts = gcuda._gemm_plan(K_, k, M, N, Kdim)[1]
+        t = timed(fn, gcuda.synchronize, repeats, 3.0)[2]
+        flop = 2.0 * M * N * Kdim
+        torch_tf = float("nan")
+        if torch_cuda_available() is None:
+            import torch
+
+            torch.backends.cuda.matmul.allow_tf32 = False
+            tA = torch.from_numpy(A).cuda()
+            tB = torch.from_numpy(Bm).cuda()
+            tfn = lambda: (tA.T if ta else tA) @ (tB.T if tb else tB)  # noqa: E731
+            torch_tf = flop / (timed(tfn, torch.cuda.synchronize, repeats, 3.0)[2] * 1e-3) / 1e12
+        rows.append((name, M, N, Kdim, parts, t, flop / (t * 1e-3) / 1e12, torch_tf))
+    return rows
+
+
+def launch_cost(n):
+    """Microseconds of host time per launch: (a 2-argument kernel, the forward pointwise kernel)."""
+    cuda = gcuda.cuda_module()
+    K_, k = gcuda._ker(np.float32)
+    B, H, T = 2, 4, 2
+    a = cuda.device_array(K_.THREADS_1D, np.float32)
+    P, gates = cuda.device_array((1, B, 4 * H), np.float32), cuda.device_array((T, B, 4 * H), np.float32)
+    h0, h, c = cuda.device_array((B, H), np.float32), *(cuda.device_array((T, B, H), np.float32) for _ in range(2))
+    bhn, S = cuda.device_array(H, np.float32), cuda.device_array((B, H), np.float32)
+    fill = k.fill[1, K_.THREADS_1D]
+    point = k.fwd_point[1, K_.THREADS_1D]
+    cell = K_.CELL_ID["lstm"]
+    out = []
+    for fn in (lambda: fill(a, 0), lambda: point(cell, 1, P, bhn, h0, h0, h, c, gates, c, S)):
+        fn()
+        gcuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        gcuda.synchronize()
+        out.append((time.perf_counter() - t0) / n * 1e6)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="one tiny configuration (CI smoke run; works on the simulator)")
@@ -122,6 +198,14 @@ def main(argv=None) -> int:
             host = r["forward"] + r["backward"] - r["validate_fwd"] - r["validate_bwd"] - r["fwd_loop"] - r["bwd_loop"]
             cols = " | ".join(f"{r[c]:.3f}" for c in COLUMNS)
             print(f"| {cell} | {T} | {B} | {H} | {cols} | {host:.3f} |", flush=True)
+    T, B, H = TINY_CONFIGS[0] if args.tiny else (100, 64, 512)
+    print(f"\nproducts of the LSTM at (T, B, H) = ({T}, {B}, {H}), float32 (torch: cuBLAS, TF32 off)")
+    print("| product | M | N | K | K parts | gradlab ms | gradlab TFLOP/s | torch TFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, M, N, Kdim, parts, t, tf, ttf in products(T, B, H, repeats):
+        print(f"| {name} | {M} | {N} | {Kdim} | {parts} | {t:.3f} | {tf:.2f} | {ttf:.2f} |", flush=True)
+    plain, point = launch_cost(2 if args.tiny else 500)
+    print(f"\nhost time per launch: {plain:.1f} us (2 arguments), {point:.1f} us (fwd_point, 11 arguments)")
     return 0
 
 

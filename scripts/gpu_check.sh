@@ -41,7 +41,7 @@ PY
 
 log "1/2 the CUDA tests on the device (timeout ${TEST_TIMEOUT}s)"
 TEST_LOG=$(mktemp)
-timeout -k 10 "$TEST_TIMEOUT" "$PY" -m pytest tests/test_cuda.py -q -ra -p no:cacheprovider --durations=8 2>&1 | tee "$TEST_LOG"
+timeout -k 10 "$TEST_TIMEOUT" "$PY" -m pytest tests/test_cuda.py tests/test_cuda_gemm.py -q -ra -p no:cacheprovider --durations=8 2>&1 | tee "$TEST_LOG"
 test_rc=${PIPESTATUS[0]}
 log "tests exit code: $test_rc (124 = timed out)"
 if [ -n "$OUTDIR" ]; then mkdir -p "$OUTDIR" && cp "$TEST_LOG" "$OUTDIR/gpu_tests.log"; fi

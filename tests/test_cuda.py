@@ -362,8 +362,12 @@ def test_gpu_breakdown_tiny():
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
                          timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and line[2:3].isalpha()][1:]
+    tables = [[line for line in block.splitlines() if line.startswith("| ") and line[2:3].isalpha()][1:]
+              for block in out.stdout.split("\n\n")]
+    rows, prods = tables[0], tables[1]
     assert [r.split(" | ")[0][2:] for r in rows] == ["rnn_tanh", "lstm"], out.stdout
     for r in rows:  # every gradlab column measured (torch may be absent)
         cells = r.strip("| ").split(" | ")
         assert all(float(v) > 0 for v in cells[4:11]), r
+    assert len(prods) == 5 and all(float(r.strip("| ").split(" | ")[5]) > 0 for r in prods), out.stdout
+    assert "host time per launch" in out.stdout
