@@ -441,21 +441,27 @@ def kernels(dtype) -> SimpleNamespace:
         return dot_global(sm, U(a + k0), M, U(m0 + k0), U(col), U(m))
 
     @cuda.jit(device=True)
-    def sum_parts(sm, off, S):
-        """sm[off] + … + sm[off + S - 1], in order (unsigned arguments)."""
+    def sum_parts(sm, off, S, stride):
+        """sm[off] + sm[off + stride] + … + sm[off + (S-1) stride], in order (unsigned arguments)."""
         v = zero
         s = U0
         while s < S:
-            v += sm[off + s]
+            v += sm[off + s * stride]
             s += U1
         return v
 
     @cuda.jit(device=True)
     def assignment(o, ncol, S, n):
-        """Product part o: row r, column c (of ncol) and the terms [k0, k0 + m) of its part (of S) of n terms."""
+        """Product part o: row r, column c (of ncol) and the terms [k0, k0 + m) of its part (of S) of n terms.
+
+        Consecutive parts are consecutive columns of one part: the threads of a
+        warp read consecutive words of W (no bank conflicts) and one word of the
+        row (a broadcast). Part o's result is stored at offset o: the S parts of
+        (r, c) lie ``ncol`` apart.
+        """
         r = o // (ncol * S)
-        c = (o // S) % ncol
-        k0, m = part_range(n, S, o % S)
+        c = o % ncol
+        k0, m = part_range(n, S, (o // ncol) % S)
         return r, c, k0, m
 
     @cuda.jit(device=True)
@@ -537,6 +543,8 @@ def kernels(dtype) -> SimpleNamespace:
         uS = U(S)
         uS2 = U(S2)
         uz = U(zb + ru * nc1 * S)
+        uz2 = U(z2b + ru * H * S2)
+        unc1 = U(nc1)
         gl = cuda.local.array(4, at)
         cl = cuda.local.array(1, at)
         hnl = cuda.local.array(1, at)
@@ -563,10 +571,10 @@ def kernels(dtype) -> SimpleNamespace:
             products(sm, zb, npr, first, nc1, S, H, cur, H, wshared, 0, GH, WT, 0, 0)
             cuda.syncthreads()
             if unit:
-                z0 = sum_parts(sm, uz + uj * uS, uS)
-                z1 = sum_parts(sm, uz + (uH + uj) * uS, uS) if nc1 > H else zero
-                z2 = sum_parts(sm, uz + (U2 * uH + uj) * uS, uS) if nc1 > 2 * H else zero
-                z3 = sum_parts(sm, uz + (U3 * uH + uj) * uS, uS) if nc1 > 3 * H else zero
+                z0 = sum_parts(sm, uz + uj, uS, unc1)
+                z1 = sum_parts(sm, uz + uH + uj, uS, unc1) if nc1 > H else zero
+                z2 = sum_parts(sm, uz + U2 * uH + uj, uS, unc1) if nc1 > 2 * H else zero
+                z3 = sum_parts(sm, uz + U3 * uH + uj, uS, unc1) if nc1 > 3 * H else zero
                 gl[0] = x0
                 gl[1] = x1
                 gl[2] = x2
@@ -596,7 +604,7 @@ def kernels(dtype) -> SimpleNamespace:
                 products(sm, z2b, npr2, first2, H, S2, H, sb, H, wshared, 2 * H, GH, WT, 0, 2 * H)
                 cuda.syncthreads()
                 if unit:
-                    zn = sum_parts(sm, U(z2b) + urow * uS2, uS2)
+                    zn = sum_parts(sm, uz2 + uj, uS2, uH)
                     v = gru_n_elem(1, 0, gl, zn, sm[ucur + urow])
                     gates[ut, ub, U2 * uH + uj] = gl[2]
                     sm[unxt + urow] = v
@@ -638,6 +646,8 @@ def kernels(dtype) -> SimpleNamespace:
         first = assignment(tid, H, S, K1)  # this thread's first product part (most threads have one at most)
         first2 = assignment(tid, H, S2, H)
         unit, ru, ju, ub, uj, urow = unit_of(tid, H, b0, nb)
+        uf = U(fb + ru * H * S)  # where the product parts of this thread's row begin
+        uf2 = U(f2b + ru * H * S2)
         uH = U(H)
         uS = U(S)
         uS2 = U(S2)
@@ -679,7 +689,7 @@ def kernels(dtype) -> SimpleNamespace:
             hp_t = hpv
             r_t = g0
             if unit:
-                flow = sum_parts(sm, U(fb) + urow * uS, uS) if t < T - 1 else zero
+                flow = sum_parts(sm, uf + uj, uS, uH) if t < T - 1 else zero
                 tot = dhv + flow + direct
                 sq_h[ut, ub, uj] = tot * tot
                 gl[0] = g0
@@ -714,7 +724,7 @@ def kernels(dtype) -> SimpleNamespace:
                 products(sm, f2b, npr2, first2, H, S2, H, cur + 2 * H, GH, wshared, 2 * H * H, H, W, 2 * H, 0)
                 cuda.syncthreads()
                 if unit:
-                    da_r, through = gru_reset_backward(sum_parts(sm, U(f2b) + urow * uS2, uS2), r_t, hp_t)
+                    da_r, through = gru_reset_backward(sum_parts(sm, uf2 + uj, uS2, uH), r_t, hp_t)
                     DA[ut, ub, uj] = da_r
                     sm[ucr + uj] = da_r
                     direct += through
@@ -723,7 +733,7 @@ def kernels(dtype) -> SimpleNamespace:
         products(sm, fb, npr, first, H, S, K1, db, GH, wshared, 0, H, W, 0, 0)
         cuda.syncthreads()
         if unit:
-            dh0[ub, uj] = sum_parts(sm, U(fb) + urow * uS, uS) + direct
+            dh0[ub, uj] = sum_parts(sm, uf + uj, uS, uH) + direct
             if lstm:
                 dcflow[ub, uj] = dcf
 
