@@ -696,19 +696,20 @@ def kernels(dtype) -> SimpleNamespace:
                 gl[1] = g1
                 gl[2] = g2
                 gl[3] = g3
-                dc2, direct, dcp = bwd_elem(cell, 1, 0, tot, gl, dal, darl if cell == GRU_CUDNN else dal, hpv, cpv,
+                dc2, direct, dcp = bwd_elem(cell, 1, 0, tot, gl, dal, darl, hpv, cpv,
                                             ctv, hnv, dcf, bound, do_clip)
                 if lstm:
                     dcf = dcp
                     sq_c[ut, ub, uj] = dc2
-                for g in range(1 if cell == GRU else 0, G):
-                    ug = U(g) * uH + uj
-                    DA[ut, ub, ug] = dal[g]
-                    if cell == GRU_CUDNN:
-                        DArec[ut, ub, ug] = darl[g]
-                        sm[ucr + ug] = darl[g]
-                    else:
-                        sm[ucr + ug] = dal[g]
+                for g in range(4):  # unrolled: constant indices keep dal and darl in registers
+                    if g < G and not (cell == GRU and g == 0):  # gru's r block comes in its second phase
+                        ug = U(g) * uH + uj
+                        DA[ut, ub, ug] = dal[g]
+                        if cell == GRU_CUDNN:
+                            DArec[ut, ub, ug] = darl[g]
+                            sm[ucr + ug] = darl[g]
+                        else:
+                            sm[ucr + ug] = dal[g]
                 if t > 0:  # the next step's trace values, loaded while this one finishes
                     tp = ut - U1
                     dhv = dh[tp, ub, uj]
