@@ -2,11 +2,14 @@
 # The GPU check of issue 7, on a machine with an NVIDIA GPU, in one run under 8 minutes:
 #   1. the CUDA backend's tests on the real device (NUMBA_ENABLE_CUDASIM=0), with the tests marked `gpu`;
 #   2. gradlab cuda vs gradlab cpu vs PyTorch cuDNN (benchmarks/gpu_compare.py), written to
-#      reports/performance/gpu.md and gpu.csv (and to $OUT/ when OUT is set), row by row.
+#      reports/performance/gpu.md and gpu.csv (and to $OUT/ when OUT is set), row by row;
+#   3. with GPU_CHECK_BREAKDOWN=1 only (about two minutes more): where the time goes,
+#      benchmarks/gpu_breakdown.py and benchmarks/gpu_step_latency.py (to $OUT/gpu_breakdown.txt).
 # Runs from the repository root without installing gradlab (PYTHONPATH=.) and without the internet.
 # Every step has a hard timeout, so the script cannot hang; it prints progress as it goes.
 #
-#   bash scripts/gpu_check.sh            # PYTHON=python3.12 to choose the interpreter
+#   bash scripts/gpu_check.sh                          # PYTHON=python3.12 to choose the interpreter
+#   GPU_CHECK_BREAKDOWN=1 bash scripts/gpu_check.sh    # and step 3
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -17,6 +20,7 @@ OUTDIR=${OUT:-}
 TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-200}
 COMPARE_BUDGET=${GPU_CHECK_COMPARE_BUDGET:-210}   # no new measurement starts after this many seconds
 COMPARE_TIMEOUT=${GPU_CHECK_COMPARE_TIMEOUT:-260}
+BREAKDOWN_TIMEOUT=${GPU_CHECK_BREAKDOWN_TIMEOUT:-150}
 start=$(date +%s)
 log() { echo "[gpu_check +$(( $(date +%s) - start ))s] $*"; }
 
@@ -39,17 +43,25 @@ except Exception as err:
     print("torch: absent", err)
 PY
 
-log "1/2 the CUDA tests on the device (timeout ${TEST_TIMEOUT}s)"
+log "1/3 the CUDA tests on the device (timeout ${TEST_TIMEOUT}s)"
 TEST_LOG=$(mktemp)
 timeout -k 10 "$TEST_TIMEOUT" "$PY" -m pytest tests/test_cuda.py tests/test_cuda_gemm.py -q -ra -p no:cacheprovider --durations=8 2>&1 | tee "$TEST_LOG"
 test_rc=${PIPESTATUS[0]}
 log "tests exit code: $test_rc (124 = timed out)"
 if [ -n "$OUTDIR" ]; then mkdir -p "$OUTDIR" && cp "$TEST_LOG" "$OUTDIR/gpu_tests.log"; fi
 
-log "2/2 the comparison (budget ${COMPARE_BUDGET}s, timeout ${COMPARE_TIMEOUT}s)"
+log "2/3 the comparison (budget ${COMPARE_BUDGET}s, timeout ${COMPARE_TIMEOUT}s)"
 timeout -k 10 "$COMPARE_TIMEOUT" "$PY" benchmarks/gpu_compare.py --budget "$COMPARE_BUDGET"
 cmp_rc=$?
 log "comparison exit code: $cmp_rc (124 = timed out; rows written so far are kept)"
 if [ -f reports/performance/gpu.md ]; then cat reports/performance/gpu.md; fi
+
+if [ "${GPU_CHECK_BREAKDOWN:-0}" = 1 ]; then
+  log "3/3 where the time goes (timeout ${BREAKDOWN_TIMEOUT}s + 60s)"
+  BD_LOG=$(mktemp)
+  { timeout -k 10 "$BREAKDOWN_TIMEOUT" "$PY" benchmarks/gpu_breakdown.py --repeats 10
+    timeout -k 10 60 "$PY" benchmarks/gpu_step_latency.py; } 2>&1 | tee "$BD_LOG"
+  if [ -n "$OUTDIR" ]; then cp "$BD_LOG" "$OUTDIR/gpu_breakdown.txt"; fi
+fi
 log "done: tests $test_rc, comparison $cmp_rc"
 [ "$test_rc" -eq 0 ] && [ "$cmp_rc" -eq 0 ]

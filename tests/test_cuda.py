@@ -371,3 +371,17 @@ def test_gpu_breakdown_tiny():
         assert all(float(v) > 0 for v in cells[4:11]), r
     assert len(prods) == 5 and all(float(r.strip("| ").split(" | ")[5]) > 0 for r in prods), out.stdout
     assert "host time per launch" in out.stdout
+
+
+@needs_cuda
+def test_gpu_step_latency_tiny():
+    env = {"NUMBA_ENABLE_CUDASIM": "1" if SIM else "0"}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_step_latency.py"), "--tiny"],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                         timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    rows = dict(line.strip("| ").split(" | ") for line in out.stdout.splitlines() if line.startswith("| ")
+                and not line.startswith("| piece") and not line.startswith("|---"))
+    assert list(rows) == ["barriers", "product", "gate math", "memory", "full step"], out.stdout
+    assert all(float(v) > 0 for v in rows.values()), rows
+
