@@ -19,7 +19,7 @@ Two more tables say what bounds the stepwise time loop (H > 256):
 * launches: the host cost of one kernel launch (microseconds, a one-block
   launch repeated, synchronised once at the end), for a kernel with two
   arguments and for the 11-argument forward pointwise kernel that the
-  stepwise loop launches every step.
+  stepwise loop launches every step; and of one device allocation.
 
     PYTHONPATH=. python benchmarks/gpu_breakdown.py           # on a GPU
     PYTHONPATH=. python benchmarks/gpu_breakdown.py --tiny    # a smoke run (CI, simulator)
@@ -158,7 +158,8 @@ def products(T, B, H, repeats):
 
 
 def launch_cost(n):
-    """Microseconds of host time per launch: (a 2-argument kernel, the forward pointwise kernel)."""
+    """Microseconds of host time per launch (a 2-argument kernel, the forward pointwise kernel) and per
+    allocation of a (100, 8, 512) float32 device array, with its deferred free."""
     cuda = gcuda.cuda_module()
     K_, k = gcuda._ker(np.float32)
     B, H, T = 2, 4, 2
@@ -178,6 +179,12 @@ def launch_cost(n):
             fn()
         gcuda.synchronize()
         out.append((time.perf_counter() - t0) / n * 1e6)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        a = cuda.device_array((100, 8, 512), np.float32)
+    del a
+    gcuda.synchronize()
+    out.append((time.perf_counter() - t0) / n * 1e6)
     return out
 
 
@@ -204,8 +211,9 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for name, M, N, Kdim, parts, t, tf, ttf in products(T, B, H, repeats):
         print(f"| {name} | {M} | {N} | {Kdim} | {parts} | {t:.3f} | {tf:.2f} | {ttf:.2f} |", flush=True)
-    plain, point = launch_cost(2 if args.tiny else 500)
-    print(f"\nhost time per launch: {plain:.1f} us (2 arguments), {point:.1f} us (fwd_point, 11 arguments)")
+    plain, point, alloc = launch_cost(2 if args.tiny else 500)
+    print(f"\nhost time per launch: {plain:.1f} us (2 arguments), {point:.1f} us (fwd_point, 11 arguments); "
+          f"per device allocation (with its deferred free): {alloc:.1f} us")
     return 0
 
 

@@ -144,6 +144,31 @@ def test_device_arrays_in_and_out(cell):
 
 
 @needs_cuda
+@pytest.mark.parametrize("strategy", STRATEGIES, indirect=True)
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_results_outlive_later_calls(cell, strategy):
+    """Intermediates live in scratch buffers reused by the next call of the same shape; what a call hands
+    out (device trace, device gradients, zero initial states made on the device) is never among them."""
+    cuda = gcuda.cuda_module()
+    dev = lambda a: None if a is None else cuda.to_device(a)  # noqa: E731
+    calls = []
+    for seed in (8, 9):
+        p, x, h0, c0, dh, dc = problem = make_problem(cell, **SHAPE, seed=seed)
+        pd = gradlab.Params(**{k: dev(v) for k, v in p.arrays().items()})
+        tr = gradlab.forward(cell, pd, dev(x), backend="cuda")
+        calls.append((problem, tr, gradlab.backward(cell, pd, tr, dev(dh), backend="cuda")))
+    for (p, x, h0, c0, dh, dc), tr, g in calls:
+        t_ref = gradlab.forward(cell, p, x, backend="numpy")
+        g_ref = gradlab.backward(cell, p, t_ref, dh, backend="numpy")
+        np.testing.assert_allclose(tr.h.copy_to_host(), t_ref.h, rtol=1e-10, atol=1e-12)
+        assert not tr.h0.copy_to_host().any()
+        for name in FIELDS:
+            if getattr(g_ref, name) is not None:
+                np.testing.assert_allclose(getattr(g, name).copy_to_host(), getattr(g_ref, name), rtol=1e-10,
+                                           atol=1e-12, err_msg=name)
+
+
+@needs_cuda
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_trace_from_another_backend(cell):
     """The cuda backward runs on a trace computed by the cpu backend (copied to the device once)."""

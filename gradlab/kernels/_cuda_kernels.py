@@ -242,8 +242,8 @@ def kernels(dtype) -> SimpleNamespace:
             S[t, b, j] = gates[t, b, j] * hp
 
     @cuda.jit
-    def norm_final(part, out):
-        """out[t, b] = sqrt(sum over tiles of part[t, b, :]), in order."""
+    def norm_final(part, out, part2, out2, both):
+        """out[t, b] = sqrt(Σ_k part[t, b, k]) in order; the same from part2 into out2 when ``both``."""
         i = cuda.grid(1)
         if i < out.shape[0] * out.shape[1]:
             t = i // out.shape[1]
@@ -252,6 +252,11 @@ def kernels(dtype) -> SimpleNamespace:
             for k in range(part.shape[2]):
                 s += part[t, b, k]
             out[t, b] = math.sqrt(s)
+            if both:
+                s = zero
+                for k in range(part2.shape[2]):
+                    s += part2[t, b, k]
+                out2[t, b] = math.sqrt(s)
 
     # ------------------------------------------------------------------
     # Per element: the gate math, shared by the persistent and per-step kernels

@@ -30,6 +30,8 @@ module needs neither.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,11 +131,46 @@ class _DeviceTrace:
     hn: Any
 
 
+_SCRATCH = threading.local()
+
+#: Scratch buffers kept per thread (the least recently used beyond this are dropped).
+SCRATCH_ENTRIES = 24
+
+
+def _scratch(cuda, role: str, shape, dtype):
+    """A device array for an intermediate of one call (never returned to the caller), reused across calls.
+
+    Keyed by role, shape and dtype, per host thread (kernels from one thread
+    run in order on its stream, so a call never finds its buffer in use).
+    Saves the allocation, and the deferred free whose flush synchronises the
+    device, of every intermediate of every call.
+    """
+    cache = getattr(_SCRATCH, "arrays", None)
+    if cache is None:
+        cache = _SCRATCH.arrays = OrderedDict()
+    key = (role, tuple(int(n) for n in shape), np.dtype(dtype).str, id(cuda))
+    a = cache.pop(key, None)
+    if a is None:
+        a = cuda.device_array(shape, dtype)
+    cache[key] = a
+    while len(cache) > SCRATCH_ENTRIES:
+        cache.popitem(last=False)
+    return a
+
+
 def _to_device(cuda, a):
     return None if a is None else (a if is_device_array(a) else cuda.to_device(np.ascontiguousarray(a)))
 
 
 _DUMMIES: dict = {}
+
+
+def _state_to_device(cuda, K_, k, a, host):
+    """An initial state on the device. With device inputs, a host state of zeros (what validation fills in
+    for a missing h0 or c0) is made there by a kernel, not copied up: a host-to-device copy waits for the device."""
+    if not host and isinstance(a, np.ndarray) and not a.any():
+        return _zeros(cuda, K_, k, a.shape, a.dtype)
+    return _to_device(cuda, a)
 
 
 def _dummy(cuda, dtype, ndim):
@@ -179,12 +216,13 @@ class _Product:
     caller adds them in order (:func:`_gemm`, or a time step's pointwise kernel).
     """
 
-    def __init__(self, cuda, K_, k, M: int, N: int, Kdim: int, dtype):
+    def __init__(self, cuda, K_, k, M: int, N: int, Kdim: int, dtype, role: str = "parts"):
+        """``role`` names its scratch buffer of parts (see :func:`_scratch`)."""
         g, splits = _gemm_plan(K_, k, M, N, Kdim)
         tile = g.tile
         self.kchunk = max(1, _cdiv(_cdiv(Kdim, splits), tile.BK)) * tile.BK
         splits = max(1, _cdiv(Kdim, self.kchunk))
-        self.parts = cuda.device_array((splits, M, N), dtype)
+        self.parts = _scratch(cuda, role, (splits, M, N), dtype)
         self.first = self.parts[0]
         self.bias = _dummy(cuda, dtype, 1)
         self.kernel = g
@@ -212,7 +250,7 @@ def _gemm(cuda, K_, k, A, B, C, ta=False, tb=False, bias=None, accumulate=False)
         g[(_cdiv(N, tile.BN), _cdiv(M, tile.BM), 1), (tile.TN, tile.TM), 0, tile.shared_words * C.dtype.itemsize](
             A, B, C, _dummy(cuda, C.dtype, 3), ta, tb, bias, has_bias, accumulate, max(1, Kdim))
         return
-    P = _Product(cuda, K_, k, M, N, Kdim, C.dtype)(A, B, ta, tb)
+    P = _Product(cuda, K_, k, M, N, Kdim, C.dtype, "gemm")(A, B, ta, tb)
     threads = K_.THREADS_1D
     k.gemm_reduce[_cdiv(M * N, threads), threads](P, C, bias, has_bias, accumulate)
 
@@ -223,7 +261,7 @@ def _colsum(cuda, K_, k, A, out):
     threads = K_.THREADS_1D
     chunk = max(1, _cdiv(R, 2 if K_.SIM else 64))
     nchunks = _cdiv(R, chunk) if R else 1
-    part = cuda.device_array((nchunks, N), out.dtype)
+    part = _scratch(cuda, "colsum", (nchunks, N), out.dtype)
     if R == 0:
         k.fill[_cdiv(N, threads), threads](out, 0)
         return
@@ -319,8 +357,8 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
     dx = _to_device(cuda, x)
     W_x, W_h, b = (_to_device(cuda, a) for a in (p.W_x, p.W_h, p.b))
     b_hn = _to_device(cuda, p.b_hn) if cudnn else _dummy(cuda, dtype, 1)
-    dh0 = _to_device(cuda, h0)
-    dc0 = _to_device(cuda, c0) if lstm else _dummy(cuda, dtype, 2)
+    dh0 = _state_to_device(cuda, K_, k, h0, host)
+    dc0 = _state_to_device(cuda, K_, k, c0, host) if lstm else _dummy(cuda, dtype, 2)
 
     gates = cuda.device_array((T, B, GH), dtype)
     h = cuda.device_array((T, B, H), dtype)
@@ -336,7 +374,7 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
         if wshared:  # the kernel loads W_h^T into shared memory itself
             WT = _dummy(cuda, dtype, 2)
         else:  # W_h^T in global memory, so that the product's reads are coalesced
-            WT = cuda.device_array((H, GH), dtype)
+            WT = _scratch(cuda, "WT", (H, GH), dtype)
             t2 = K_.THREADS_2D
             k.transpose[(_cdiv(H, t2), _cdiv(GH, t2)), (t2, t2)](W_h, WT)
         k.fwd_persistent[blocks, threads, 0, nbytes](cell, W_h, WT, wshared, b_hn, dh0, dc0, h, c, gates, hn, BM, S,
@@ -348,9 +386,9 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
         prod = _Product(cuda, K_, k, B, nc1, H, dtype)
         W1 = W_h[:nc1]
         point = k.fwd_point[_cdiv(B * H, threads), threads]
-        S = cuda.device_array((B, H), dtype) if gru else _dummy(cuda, dtype, 2)
+        S = _scratch(cuda, "S", (B, H), dtype) if gru else _dummy(cuda, dtype, 2)
         if gru:  # the candidate's product acts on s = r ⊙ h_{t-1}
-            prod_n = _Product(cuda, K_, k, B, H, H, dtype)
+            prod_n = _Product(cuda, K_, k, B, H, H, dtype, "parts_n")
             W_n = W_h[2 * H:]
             point_n = k.fwd_point_gru_n[_cdiv(B * H, threads), threads]
         h_prev = [dh0] + [h[t] for t in range(T - 1)]
@@ -403,8 +441,8 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     c0 = tr.c0 if lstm else _dummy(cuda, dtype, 2)
     hn = tr.hn if cudnn else _dummy(cuda, dtype, 3)
 
-    DA = cuda.device_array((T, B, GH), dtype)
-    DArec = cuda.device_array((T, B, GH), dtype) if cudnn else DA
+    DA = _scratch(cuda, "DA", (T, B, GH), dtype)
+    DArec = _scratch(cuda, "DArec", (T, B, GH), dtype) if cudnn else DA
     dh_norm = cuda.device_array((T, B), dtype)
     dc_norm = cuda.device_array((T, B), dtype) if lstm else _dummy(cuda, dtype, 2)
     if lstm and dc_last is not None:
@@ -425,16 +463,16 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     # part_h[t, b, :] (part_c) receive squares whose sum is ‖∂L/∂h_t‖² (‖∂L/∂c_t‖²) of sequence b
     if plan[0] == "persistent":
         _, blocks, nt, BM, wshared, nbytes, S, S2 = plan
-        part_h = cuda.device_array((T, B, H), dtype)
-        part_c = cuda.device_array((T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
+        part_h = _scratch(cuda, "part_h", (T, B, H), dtype)
+        part_c = _scratch(cuda, "part_c", (T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
         k.bwd_persistent[blocks, nt, 0, nbytes](
             cell, W_h, wshared, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,
             DA, DArec, part_h, part_c, dcflow, g_h0, BM, S, S2)
     else:
         # per step: the product DArec_{t+1} W_h into K parts, then the gate gradients (twice for gru)
-        direct = cuda.device_array((B, H), dtype)
-        part_h = cuda.device_array((T, B, H), dtype)
-        part_c = cuda.device_array((T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
+        direct = _scratch(cuda, "direct", (B, H), dtype)
+        part_h = _scratch(cuda, "part_h", (T, B, H), dtype)
+        part_c = _scratch(cuda, "part_c", (T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
         K1 = 2 * H if gru else GH  # for gru only the r, u blocks act on h_{t-1} through W_h
         prod = _Product(cuda, K_, k, B, H, K1, dtype)
         W1 = W_h[:K1]
@@ -442,7 +480,7 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
         grid = _cdiv(B * H, threads)
         point = k.bwd_point[grid, threads]
         if gru:  # ds = da_n W_hn
-            prod_s = _Product(cuda, K_, k, B, H, H, dtype)
+            prod_s = _Product(cuda, K_, k, B, H, H, dtype, "parts_n")
             W_n = W_h[2 * H:]
             point_s = k.bwd_point_gru_s[grid, threads]
         for t in range(T - 1, -1, -1):
@@ -452,9 +490,7 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
             if gru:
                 point_s(t, prod_s(DA[t][:, 2 * H:], W_n), tr.gates, tr.h, tr.h0, DA, direct)
         k.add_parts[grid, threads](prod(rec[0], W1), direct, g_h0)
-    k.norm_final[_cdiv(T * B, threads), threads](part_h, dh_norm)
-    if lstm:
-        k.norm_final[_cdiv(T * B, threads), threads](part_c, dc_norm)
+    k.norm_final[_cdiv(T * B, threads), threads](part_h, dh_norm, part_c, dc_norm, lstm)
 
     # whole-sequence products
     DA2 = DA.reshape(T * B, GH)
@@ -470,7 +506,7 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     if T > 1:
         _gemm(cuda, K_, k, DR2[B:, :rows], h2[: (T - 1) * B], dW_h[:rows], ta=True, accumulate=True)
     if gru:  # the n block of W_h acts on s = r ⊙ h_{t-1}
-        rs = cuda.device_array((T, B, H), dtype)
+        rs = _scratch(cuda, "rs", (T, B, H), dtype)
         k.reset_states[_cdiv(T * B * H, threads), threads](tr.gates, tr.h, tr.h0, rs)
         _gemm(cuda, K_, k, DA2[:, 2 * H:], rs.reshape(T * B, H), dW_h[2 * H:], ta=True)
     db = cuda.device_array(GH, dtype)
