@@ -10,6 +10,11 @@ copies and the other kernel launches (input projection, weight gradients,
 column sums, norms). Medians of repeated runs after a warm-up call, with
 ``synchronize`` inside the timed region; device-resident inputs.
 
+A second table times the whole call under each time loop the shape allows
+(``gradlab.kernels.cuda.STRATEGY``: persistent, stepwise, cooperative; "-"
+where the shape does not suit one), for the cells of the speed targets, so
+that the choice "auto" makes can be checked on the card.
+
 Two more tables say what bounds the stepwise time loop (H > 256):
 
 * products: the throughput of the product kernel (``_cuda_gemm``) at the
@@ -116,6 +121,33 @@ def breakdown(cell, T, B, H, repeats):
     return out
 
 
+LOOPS = ("persistent", "stepwise", "cooperative")
+LOOP_CELLS = ("gru", "lstm")
+
+
+def loops(cell, T, B, H, repeats):
+    """Median milliseconds of forward + backward under each time loop (nan where the shape does not allow it)."""
+    cuda = gcuda.cuda_module()
+    p, x, dh = make_inputs(cell, T, B, H, np.dtype(np.float32))
+    pd = gradlab.Params(**{k: cuda.to_device(v) for k, v in p.arrays().items()})
+    xd, dhd = cuda.to_device(x), cuda.to_device(dh)
+    out = {}
+    for loop in LOOPS:
+        gcuda.STRATEGY = loop
+        try:
+            if gcuda.time_loop(cell, B, H) != loop or (loop == "cooperative" and gcuda._cooperative_missing(
+                    gcuda._ker(np.float32)[0])):
+                out[loop] = float("nan")
+                continue
+            fn = lambda: gradlab.backward(cell, pd, gradlab.forward(cell, pd, xd, backend="cuda"), dhd,  # noqa: E731
+                                          backend="cuda")
+            out[loop] = timed(fn, gcuda.synchronize, repeats, 3.0)[2]
+        finally:
+            gcuda.STRATEGY = "auto"
+    out["auto"] = gcuda.time_loop(cell, B, H)
+    return out
+
+
 def product_shapes(T, B, H, G=4):
     """(name, M, N, K, ta, tb) of the products of one LSTM forward + backward with D = H."""
     TB, GH = T * B, G * H
@@ -205,6 +237,14 @@ def main(argv=None) -> int:
             host = r["forward"] + r["backward"] - r["validate_fwd"] - r["validate_bwd"] - r["fwd_loop"] - r["bwd_loop"]
             cols = " | ".join(f"{r[c]:.3f}" for c in COLUMNS)
             print(f"| {cell} | {T} | {B} | {H} | {cols} | {host:.3f} |", flush=True)
+    print("\nforward + backward under each time loop, median ms, float32 ('-': the shape does not allow it)")
+    print("| cell | T | B | H | " + " | ".join(LOOPS) + " | auto picks |")
+    print("|---|---|---|---|" + "---|" * (len(LOOPS) + 1))
+    for (T, B, H) in configs:
+        for cell in LOOP_CELLS:
+            r = loops(cell, T, B, H, repeats)
+            cols = " | ".join("-" if r[c] != r[c] else f"{r[c]:.3f}" for c in LOOPS)
+            print(f"| {cell} | {T} | {B} | {H} | {cols} | {r['auto']} |", flush=True)
     T, B, H = TINY_CONFIGS[0] if args.tiny else (100, 64, 512)
     print(f"\nproducts of the LSTM at (T, B, H) = ({T}, {B}, {H}), float32 (torch: cuBLAS, TF32 off)")
     print("| product | M | N | K | K parts | gradlab ms | gradlab TFLOP/s | torch TFLOP/s |")

@@ -3,7 +3,7 @@
 #   1. the CUDA backend's tests on the real device (NUMBA_ENABLE_CUDASIM=0), with the tests marked `gpu`;
 #   2. gradlab cuda vs gradlab cpu vs PyTorch cuDNN (benchmarks/gpu_compare.py), written to
 #      reports/performance/gpu.md and gpu.csv (and to $OUT/ when OUT is set), row by row;
-#   3. with GPU_CHECK_BREAKDOWN=1 only (about two minutes more): where the time goes,
+#   3. with GPU_CHECK_BREAKDOWN=1 only (about three minutes more): where the time goes, each time loop timed,
 #      benchmarks/gpu_breakdown.py and benchmarks/gpu_step_latency.py (to $OUT/gpu_breakdown.txt).
 # Runs from the repository root without installing gradlab (PYTHONPATH=.) and without the internet.
 # Every step has a hard timeout, so the script cannot hang; it prints progress as it goes.
@@ -20,7 +20,7 @@ OUTDIR=${OUT:-}
 TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-200}
 COMPARE_BUDGET=${GPU_CHECK_COMPARE_BUDGET:-210}   # no new measurement starts after this many seconds
 COMPARE_TIMEOUT=${GPU_CHECK_COMPARE_TIMEOUT:-260}
-BREAKDOWN_TIMEOUT=${GPU_CHECK_BREAKDOWN_TIMEOUT:-150}
+BREAKDOWN_TIMEOUT=${GPU_CHECK_BREAKDOWN_TIMEOUT:-200}
 start=$(date +%s)
 log() { echo "[gpu_check +$(( $(date +%s) - start ))s] $*"; }
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CELLS = gradlab.CELL_NAMES
 FIELDS = ("W_x", "W_h", "b", "b_hn", "x", "h0", "c0", "dh_norm", "dc_norm")
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
-STRATEGIES = ("persistent", "stepwise")
+STRATEGIES = ("persistent", "stepwise", "cooperative")
 
 AVAILABLE = gcuda.available()
 SIM = AVAILABLE and gcuda.simulating()
@@ -40,8 +40,15 @@ gpu = pytest.mark.skipif(not AVAILABLE or SIM, reason="needs a real NVIDIA GPU (
 @pytest.fixture
 def strategy(request, monkeypatch):
     """Run one test with a given time-loop strategy of the cuda backend."""
+    if request.param == "cooperative" and (why := cooperative_missing()):
+        pytest.skip(why)
     monkeypatch.setattr(gcuda, "STRATEGY", request.param)
     return request.param
+
+
+def cooperative_missing():
+    """Why the cooperative loop cannot launch here (no CUDA device runtime library), or None."""
+    return gcuda._cooperative_missing(gcuda._ker(np.float32)[0]) if AVAILABLE else "backend 'cuda' unavailable"
 
 
 def run(cell, backend, problem, clip_step=None):
@@ -104,7 +111,31 @@ def test_persistent_split_products(cell, monkeypatch):
 
 
 @needs_cuda
-@pytest.mark.parametrize(("cell", "strategy"), [(c, "persistent") for c in CELLS] + [("gru", "stepwise"), ("lstm", "stepwise")],
+def test_cooperative_plan(monkeypatch):
+    """The cooperative loop runs where its slices fit, over several slices and k-chunks at SHAPE; elsewhere stepwise."""
+    monkeypatch.setattr(gcuda, "STRATEGY", "cooperative")
+    B, H = SHAPE["B"], SHAPE["H"]
+    for cell in CELLS:
+        for dtype in (np.float64, np.float32):
+            assert gcuda.time_loop(cell, B, H, dtype) == "cooperative", (cell, dtype)
+    K_, _ = gcuda._ker(np.float64)
+    _, blocks, threads, nu, slices, kc, nbytes = gcuda._plan(K_, get_cell("lstm"), B, H, 8, backward=True)
+    assert slices == -(-H // nu) > 1 and nbytes <= gcuda.SHARED_LIMIT
+    if SIM:  # one block takes every slice, and the operand is staged in several chunks
+        assert blocks == 1 and kc < 4 * H
+    assert gcuda.time_loop("lstm", 100_000, H) == "stepwise"  # too many rows a thread
+
+
+@needs_cuda
+def test_unknown_strategy(monkeypatch):
+    monkeypatch.setattr(gcuda, "STRATEGY", "fastest")
+    with pytest.raises(ValueError, match="STRATEGY must be one of .*'fastest'"):
+        gcuda.time_loop("lstm", 2, 3)
+
+
+@needs_cuda
+@pytest.mark.parametrize(("cell", "strategy"), [(c, "persistent") for c in CELLS]
+                         + [(c, s) for c in ("gru", "lstm") for s in ("stepwise", "cooperative")],
                          indirect=["strategy"])
 def test_clip_step_and_records(cell, strategy):
     """clip_step acts inside BPTT (the norms are recorded before it), as in the reference."""
@@ -352,6 +383,8 @@ def test_gpu_agrees_at_real_shapes(cell, dtype, strategy):
 def test_gpu_deterministic(cell):
     problem = make_problem(cell, 20, 33, 24, 130, dtype=np.float32, seed=1)
     for strategy in STRATEGIES:
+        if strategy == "cooperative" and cooperative_missing():
+            continue
         gcuda.STRATEGY = strategy
         try:
             g1 = run(cell, "cuda", problem, clip_step=0.3)[1]
@@ -389,11 +422,15 @@ def test_gpu_breakdown_tiny():
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     tables = [[line for line in block.splitlines() if line.startswith("| ") and line[2:3].isalpha()][1:]
               for block in out.stdout.split("\n\n")]
-    rows, prods = tables[0], tables[1]
+    rows, loops, prods = tables[0], tables[1], tables[2]
     assert [r.split(" | ")[0][2:] for r in rows] == ["rnn_tanh", "lstm"], out.stdout
     for r in rows:  # every gradlab column measured (torch may be absent)
         cells = r.strip("| ").split(" | ")
         assert all(float(v) > 0 for v in cells[4:11]), r
+    assert [r.split(" | ")[0][2:] for r in loops] == ["gru", "lstm"], out.stdout
+    for r in loops:  # the tiny shape allows all three time loops
+        cells = r.strip("| ").split(" | ")
+        assert all(float(v) > 0 for v in cells[4:7]) and cells[7] in ("persistent", "stepwise"), r
     assert len(prods) == 5 and all(float(r.strip("| ").split(" | ")[5]) > 0 for r in prods), out.stdout
     assert "host time per launch" in out.stdout
 

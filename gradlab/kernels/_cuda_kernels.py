@@ -36,6 +36,10 @@ Kernels
     in a fixed order and apply the gate math, one thread per (sequence,
     hidden unit). The squared norms are stored per unit, as in the persistent
     kernels.
+``fwd_coop`` / ``bwd_coop``
+    The cooperative time loop (:mod:`gradlab.kernels._cuda_coop`): one launch,
+    W_h spread over the blocks' shared memory by slices of hidden units, a
+    grid-wide barrier between steps.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from numba import cuda, int64, types, uint64
 U = uint64  # unsigned indices: no wrap-around of negative indices in the hot loops
 U0, U1, U2, U3, U4 = (np.uint64(i) for i in range(5))
 
+from ._cuda_coop import coop_kernels
 from ._cuda_gemm import gemm_kernels
 from .cpu import CELL_ID
 from .pointwise import (
@@ -98,6 +103,9 @@ if SIM:
     PERSISTENT_MAX_THREADS = 32      # and at most (H above this runs stepwise)
     PERSISTENT_BLOCKS = 2            # blocks the batch is spread over
     MIN_SPLIT = 2                    # terms per part, at least, when a dot product is split over threads
+    COOP_THREADS, COOP_ROWS = 16, 8  # cooperative loop: threads a block, batch rows a thread
+    COOP_KC = (1, 4)                 # and the k-chunk it stages in shared memory: at least, at most
+    COOP_SLICES = 3                  # slices of hidden units it aims for (all in one block on the simulator)
     WARP = 1                         # thread counts are rounded up to a multiple of this
     THREADS_1D, THREADS_2D = 8, 4    # helper kernels: threads per block (per axis for 2-D)
 else:
@@ -111,6 +119,9 @@ else:
     PERSISTENT_MAX_THREADS = 256     # the persistent kernels use up to 252 registers a thread (ptxas, sm_90)
     PERSISTENT_BLOCKS = 132          # about one per SM of a large GPU
     MIN_SPLIT = 8
+    COOP_THREADS, COOP_ROWS = 256, 8
+    COOP_KC = (16, None)             # None: the whole of k when it fits
+    COOP_SLICES = None               # one slice per multiprocessor of the device
     WARP = 32
     THREADS_1D, THREADS_2D = 256, 16
 
@@ -857,5 +868,8 @@ def kernels(dtype) -> SimpleNamespace:
         if ok:
             out[b, j] = part_sum(P, b, j) + V[b, j]
 
+    gate_math = SimpleNamespace(fwd_elem=fwd_elem, gru_n_elem=gru_n_elem, bwd_elem=bwd_elem,
+                                gru_reset_backward=gru_reset_backward, GRU=GRU, GRU_CUDNN=GRU_CUDNN, LSTM=LSTM)
+    coop = vars(coop_kernels(zero, at, gate_math, COOP_ROWS))
     found = {k: v for k, v in locals().items() if hasattr(v, "py_func") or callable(v)}
-    return SimpleNamespace(**gemms, **found)
+    return SimpleNamespace(**gemms, **coop, **found)

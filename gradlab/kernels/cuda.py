@@ -41,8 +41,11 @@ from ..types import Grads, Params, Trace
 from .cells import CellSpec
 
 #: How the time loop runs: "auto" (persistent for small H, one launch per step
-#: otherwise), "persistent" or "stepwise". Tests and benchmarks set it.
+#: otherwise), "persistent", "stepwise" or "cooperative" (one launch, W_h spread
+#: over the blocks, a grid barrier between steps; where the shape does not suit
+#: it, stepwise). Tests and benchmarks set it.
 STRATEGY = "auto"
+STRATEGIES = ("auto", "persistent", "stepwise", "cooperative")
 
 #: Largest H for which "auto" picks the persistent kernels.
 PERSISTENT_MAX_H = 256
@@ -287,10 +290,11 @@ def _pow2_split(work: int, nt: int, length: int, min_part: int) -> int:
 
 
 def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
-    """Choose the persistent or the stepwise kernels, and their launch shapes.
+    """Choose the persistent, cooperative or stepwise kernels, and their launch shapes.
 
-    Returns ("persistent", blocks, threads, BM, wshared, shared_bytes, S, S2) or
-    ("stepwise",) (one product launch and one pointwise launch per step). A persistent block
+    Returns ("persistent", blocks, threads, BM, wshared, shared_bytes, S, S2),
+    ("cooperative", ...) (see :func:`_coop_plan`) or ("stepwise",) (one
+    product launch and one pointwise launch per step). A persistent block
     owns BM batch rows, one thread per hidden unit of them at least; each dot
     product of the step is split over S threads (S2 for the candidate product
     of ``gru``).
@@ -299,8 +303,18 @@ def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
     GH = G * H
     gru = spec.name == "gru"
     strategy = STRATEGY
+    if strategy not in STRATEGIES:
+        raise ValueError(f"gradlab.kernels.cuda.STRATEGY must be one of {STRATEGIES}, got {strategy!r}")
     if strategy == "auto":
         strategy = "persistent" if H <= PERSISTENT_MAX_H else "stepwise"
+    if strategy == "cooperative":
+        missing = _cooperative_missing(K_)
+        if missing:
+            raise RuntimeError(f"the cooperative time loop cannot run here: {missing}")
+        plan = _coop_plan(K_, G, B, H, itemsize, backward)
+        if plan is not None:
+            return plan
+        strategy = "stepwise"
     if strategy == "persistent" and H <= K_.PERSISTENT_MAX_THREADS:
         nc1 = 2 * H if gru else GH
         length = (2 * H if gru else GH) if backward else H
@@ -325,8 +339,71 @@ def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
     return ("stepwise",)
 
 
+_SM_COUNT: dict = {}
+
+
+def _cooperative_missing(K_) -> str | None:
+    """Why the cooperative loop cannot launch on this machine, or None when it can.
+
+    Its grid barrier is linked from the CUDA device runtime, the static
+    library libcudadevrt.a (CUDA toolkit, or the nvidia-cuda-runtime wheel).
+    """
+    if K_.SIM:
+        return None
+    import os
+
+    from numba.cuda.cudadrv import libs
+
+    path = libs.get_cudalib("cudadevrt", static=True)
+    if os.path.isfile(path):
+        return None
+    return (f"its grid barrier needs the CUDA device runtime libcudadevrt.a, which Numba did not find (looked for "
+            f"{path!r}); install the CUDA toolkit or `pip install nvidia-cuda-runtime-cu12`, or set CUDA_HOME")
+
+
+def _multiprocessors() -> int:
+    """Multiprocessors of the current device (one cooperative block each)."""
+    cuda = cuda_module()
+    dev = cuda.get_current_device()
+    key = getattr(dev, "id", 0)
+    if key not in _SM_COUNT:
+        _SM_COUNT[key] = int(dev.MULTIPROCESSOR_COUNT)
+    return _SM_COUNT[key]
+
+
+def _coop_plan(K_, G: int, B: int, H: int, itemsize: int, backward: bool):
+    """The launch shape of the cooperative loop, or None when the shape does not suit it.
+
+    Slices of nu hidden units, about one per multiprocessor (all blocks must
+    be resident at once for the grid barrier; one block per multiprocessor
+    always is). Each block keeps G*nu*H words of W_h for each of its slices,
+    its products and a chunk of kc columns of the (B, K) operand, the whole of
+    K when it fits; each thread accumulates at most COOP_ROWS batch rows.
+    Returns ("cooperative", blocks, threads, nu, slices, kc, shared bytes).
+    """
+    nt = K_.COOP_THREADS
+    if K_.SIM:  # grid sync on the simulator: one block, which then takes every slice
+        target, max_blocks = K_.COOP_SLICES, 1
+    else:
+        target = max_blocks = _multiprocessors()
+    nu = max(1, _cdiv(H, target))
+    nslices = _cdiv(H, nu)
+    blocks = min(nslices, max_blocks)
+    nslot = _cdiv(nslices, blocks)
+    C = G * nu
+    if C > nt or _cdiv(B, nt // C) > K_.COOP_ROWS:
+        return None
+    fixed = nslot * C * H + B * (nu if backward else C)
+    K = G * H if backward else H  # the longest product: DArec W_h, h W_h^T
+    kc_min, kc_max = K_.COOP_KC
+    kc = min(K, (SHARED_LIMIT // itemsize - fixed) // B - 1, kc_max or K)
+    if kc < min(kc_min, K):
+        return None
+    return ("cooperative", blocks, nt, nu, nslices, kc, (fixed + B * (kc | 1)) * itemsize)
+
+
 def time_loop(cell: str, B: int, H: int, dtype=np.float32) -> str:
-    """Which time loop the forward pass runs for this shape: "persistent" or "stepwise"."""
+    """Which time loop the forward pass runs for this shape: "persistent", "stepwise" or "cooperative"."""
     from .cells import get_cell
 
     K_, _ = _ker(dtype)
@@ -379,6 +456,10 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
             k.transpose[(_cdiv(H, t2), _cdiv(GH, t2)), (t2, t2)](W_h, WT)
         k.fwd_persistent[blocks, threads, 0, nbytes](cell, W_h, WT, wshared, b_hn, dh0, dc0, h, c, gates, hn, BM, S,
                                                      S2)
+    elif plan[0] == "cooperative":
+        _, blocks, threads, nu, nslices, kc, nbytes = plan
+        S = _scratch(cuda, "S", (B, H), dtype) if gru else _dummy(cuda, dtype, 2)
+        k.fwd_coop[blocks, threads, 0, nbytes](cell, W_h, b_hn, dh0, dc0, h, c, gates, hn, S, nu, nslices, kc)
     else:
         # per step: the product h_{t-1} W_h^T into K parts, then the gate math (twice for gru)
         threads = K_.THREADS_1D
@@ -468,6 +549,13 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
         k.bwd_persistent[blocks, nt, 0, nbytes](
             cell, W_h, wshared, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,
             DA, DArec, part_h, part_c, dcflow, g_h0, BM, S, S2)
+    elif plan[0] == "cooperative":
+        _, blocks, nt, nu, nslices, kc, nbytes = plan
+        part_h = _scratch(cuda, "part_h", (T, B, H), dtype)
+        part_c = _scratch(cuda, "part_c", (T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
+        direct = _scratch(cuda, "direct", (B, H), dtype)
+        k.bwd_coop[blocks, nt, 0, nbytes](cell, W_h, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip, DA,
+                                          DArec, part_h, part_c, direct, dcflow, g_h0, nu, nslices, kc)
     else:
         # per step: the product DArec_{t+1} W_h into K parts, then the gate gradients (twice for gru)
         direct = _scratch(cuda, "direct", (B, H), dtype)
