@@ -220,6 +220,12 @@ def launch_cost(n):
     return out
 
 
+def header(columns):
+    """Print the head of a Markdown table whose rows start with cell, T, B, H."""
+    print("| cell | T | B | H | " + " | ".join(columns) + " |")
+    print("|---|---|---|---|" + "---|" * len(columns))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="one tiny configuration (CI smoke run; works on the simulator)")
@@ -229,8 +235,7 @@ def main(argv=None) -> int:
     configs, cells = (TINY_CONFIGS, TINY_CELLS) if args.tiny else (CONFIGS, CELLS)
     repeats = 1 if args.tiny else args.repeats
     print("median ms, float32; loops: the bare persistent kernels; host work = forward + backward - validation - loops")
-    print("| cell | T | B | H | " + " | ".join(COLUMNS) + " | host work |")
-    print("|---|---|---|---|" + "---|" * (len(COLUMNS) + 1))
+    header(COLUMNS + ("host work",))
     for (T, B, H) in configs:
         for cell in cells:
             r = breakdown(cell, T, B, H, repeats)
@@ -238,8 +243,7 @@ def main(argv=None) -> int:
             cols = " | ".join(f"{r[c]:.3f}" for c in COLUMNS)
             print(f"| {cell} | {T} | {B} | {H} | {cols} | {host:.3f} |", flush=True)
     print("\nforward + backward under each time loop, median ms, float32 ('-': the shape does not allow it)")
-    print("| cell | T | B | H | " + " | ".join(LOOPS) + " | auto picks |")
-    print("|---|---|---|---|" + "---|" * (len(LOOPS) + 1))
+    header(LOOPS + ("auto picks",))
     for (T, B, H) in configs:
         for cell in LOOP_CELLS:
             r = loops(cell, T, B, H, repeats)

@@ -413,13 +413,19 @@ def test_host_backends_reject_device_arrays(backend):
         gradlab.backward("lstm", p, tr, cuda.to_device(dh), backend=backend)
 
 
-@needs_cuda
-def test_gpu_breakdown_tiny():
+def run_tiny(script):
+    """Run a benchmark script with --tiny on the backend the tests use; its completed process."""
     env = {"NUMBA_ENABLE_CUDASIM": "1" if SIM else "0"}
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_breakdown.py"), "--tiny"],
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--tiny"],
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
                          timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+@needs_cuda
+def test_gpu_breakdown_tiny():
+    out = run_tiny("gpu_breakdown.py")
     tables = [[line for line in block.splitlines() if line.startswith("| ") and line[2:3].isalpha()][1:]
               for block in out.stdout.split("\n\n")]
     rows, loops, prods = tables[0], tables[1], tables[2]
@@ -437,11 +443,7 @@ def test_gpu_breakdown_tiny():
 
 @needs_cuda
 def test_gpu_step_latency_tiny():
-    env = {"NUMBA_ENABLE_CUDASIM": "1" if SIM else "0"}
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_step_latency.py"), "--tiny"],
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-                         timeout=600, cwd=ROOT)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    out = run_tiny("gpu_step_latency.py")
     rows = dict(line.strip("| ").split(" | ") for line in out.stdout.splitlines() if line.startswith("| ")
                 and not line.startswith("| piece") and not line.startswith("|---"))
     assert list(rows) == ["barriers", "product", "gate math", "memory", "full step"], out.stdout

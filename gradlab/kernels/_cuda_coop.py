@@ -43,6 +43,16 @@ def coop_kernels(zero, at, dev, ROWS: int) -> SimpleNamespace:
     GRU, GRU_CUDNN, LSTM = dev.GRU, dev.GRU_CUDNN, dev.LSTM
 
     @cuda.jit(device=True)
+    def slot_count(nslices):
+        """How many slices this block takes: blockIdx.x, blockIdx.x + gridDim.x, … below ``nslices``."""
+        return (nslices - cuda.blockIdx.x + cuda.gridDim.x - 1) // cuda.gridDim.x
+
+    @cuda.jit(device=True)
+    def slice_of(slot):
+        """The slice this block takes in its ``slot``-th turn."""
+        return cuda.blockIdx.x + slot * cuda.gridDim.x
+
+    @cuda.jit(device=True)
     def slice_product(sm, wb, wstride, col0, ncols, src3, src2, ts, klo, khi, B, kc, cs, zb):
         """sm[zb + b*ncols + c] = Σ_{klo<=k<khi} src[b, k] Ws[k, col0 + c] for b < B, c < ncols.
 
@@ -108,13 +118,13 @@ def coop_kernels(zero, at, dev, ROWS: int) -> SimpleNamespace:
         C = G * nu
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
-        nslot = (nslices - cuda.blockIdx.x + cuda.gridDim.x - 1) // cuda.gridDim.x
+        nslot = slot_count(nslices)
         grid = cuda.cg.this_grid()
         sm = cuda.shared.array(0, at)
         cs = nslot * H * C
         zb = cs + B * (kc | 1)
         for slot in range(nslot):
-            q = cuda.blockIdx.x + slot * cuda.gridDim.x
+            q = slice_of(slot)
             for e in range(tid, H * C, nt):
                 k = e // C
                 col = e % C
@@ -124,7 +134,7 @@ def coop_kernels(zero, at, dev, ROWS: int) -> SimpleNamespace:
         n1 = 2 * nu if cell == GRU else C  # gru: the candidate's columns come after s is complete
         for t in range(T):
             for slot in range(nslot):
-                q = cuda.blockIdx.x + slot * cuda.gridDim.x
+                q = slice_of(slot)
                 slice_product(sm, slot * H * C, C, 0, n1, h, h0, t - 1, 0, H, B, kc, cs, zb)
                 for e in range(tid, B * nu, nt):
                     b = e // nu
@@ -150,7 +160,7 @@ def coop_kernels(zero, at, dev, ROWS: int) -> SimpleNamespace:
             grid.sync()
             if cell == GRU:  # the candidate: n = tanh(W_xn x + b_n + W_hn s)
                 for slot in range(nslot):
-                    q = cuda.blockIdx.x + slot * cuda.gridDim.x
+                    q = slice_of(slot)
                     slice_product(sm, slot * H * C, C, 2 * nu, nu, h, S, -1, 0, H, B, kc, cs, zb)
                     for e in range(tid, B * nu, nt):
                         b = e // nu
@@ -179,13 +189,13 @@ def coop_kernels(zero, at, dev, ROWS: int) -> SimpleNamespace:
         K1 = 2 * H if cell == GRU else GH  # for gru only the r, u blocks act on h_{t-1} through W_h
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
-        nslot = (nslices - cuda.blockIdx.x + cuda.gridDim.x - 1) // cuda.gridDim.x
+        nslot = slot_count(nslices)
         grid = cuda.cg.this_grid()
         sm = cuda.shared.array(0, at)
         cs = nslot * GH * nu
         zb = cs + B * (kc | 1)
         for slot in range(nslot):
-            q = cuda.blockIdx.x + slot * cuda.gridDim.x
+            q = slice_of(slot)
             for e in range(tid, GH * nu, nt):
                 k = e // nu
                 j = q * nu + e % nu
@@ -193,7 +203,7 @@ def coop_kernels(zero, at, dev, ROWS: int) -> SimpleNamespace:
         cuda.syncthreads()
         for t in range(T - 1, -1, -1):
             for slot in range(nslot):
-                q = cuda.blockIdx.x + slot * cuda.gridDim.x
+                q = slice_of(slot)
                 wb = slot * GH * nu
                 slice_product(sm, wb, nu, 0, nu, DArec, DArec[0], t + 1, 0, K1 if t < T - 1 else 0, B, kc, cs, zb)
                 for e in range(tid, B * nu, nt):
@@ -222,7 +232,7 @@ def coop_kernels(zero, at, dev, ROWS: int) -> SimpleNamespace:
             grid.sync()
             if cell == GRU:  # ds = da_n W_hn, then da_r and the reset path into h_{t-1}
                 for slot in range(nslot):
-                    q = cuda.blockIdx.x + slot * cuda.gridDim.x
+                    q = slice_of(slot)
                     slice_product(sm, slot * GH * nu, nu, 0, nu, DA, DA[0], t, 2 * H, 3 * H, B, kc, cs, zb)
                     for e in range(tid, B * nu, nt):
                         b = e // nu
@@ -235,7 +245,7 @@ def coop_kernels(zero, at, dev, ROWS: int) -> SimpleNamespace:
                     cuda.syncthreads()
                 grid.sync()
         for slot in range(nslot):  # ∂L/∂h_0 = DArec_0 W_h + the direct path
-            q = cuda.blockIdx.x + slot * cuda.gridDim.x
+            q = slice_of(slot)
             slice_product(sm, slot * GH * nu, nu, 0, nu, DArec, DArec[0], 0, 0, K1, B, kc, cs, zb)
             for e in range(tid, B * nu, nt):
                 b = e // nu
