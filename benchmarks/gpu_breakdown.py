@@ -245,7 +245,7 @@ def main(argv=None) -> int:
     print("\nforward + backward under each time loop, median ms, float32 ('-': the shape does not allow it)")
     header(LOOPS + ("auto picks",))
     for (T, B, H) in configs:
-        for cell in LOOP_CELLS:
+        for cell in ("lstm",) if args.tiny else LOOP_CELLS:
             r = loops(cell, T, B, H, repeats)
             cols = " | ".join("-" if r[c] != r[c] else f"{r[c]:.3f}" for c in LOOPS)
             print(f"| {cell} | {T} | {B} | {H} | {cols} | {r['auto']} |", flush=True)

@@ -433,7 +433,7 @@ def test_gpu_breakdown_tiny():
     for r in rows:  # every gradlab column measured (torch may be absent)
         cells = r.strip("| ").split(" | ")
         assert all(float(v) > 0 for v in cells[4:11]), r
-    assert [r.split(" | ")[0][2:] for r in loops] == ["gru", "lstm"], out.stdout
+    assert [r.split(" | ")[0][2:] for r in loops] == ["lstm"], out.stdout
     for r in loops:  # the tiny shape allows all three time loops
         cells = r.strip("| ").split(" | ")
         assert all(float(v) > 0 for v in cells[4:7]) and cells[7] in ("persistent", "stepwise"), r
