@@ -637,7 +637,7 @@ def device_nonfinite_flags(arrays) -> list[bool]:
             flat = [arrays[i].reshape(arrays[i].size) for i in chunk]
             flat += [_dummy(cuda, dtype, 1)] * (8 - len(flat))
             blocks = max(1, min(_cdiv(max(a.size for a in flat), threads), 1 if K_.SIM else 64))
-            flags = cuda.device_array((blocks, 8), np.int32)
+            flags = _scratch(cuda, "flags", (blocks, 8), np.int32)  # every entry is written
             k.nonfinite_flags[blocks, threads](*flat, flags)
             bad = flags.copy_to_host().any(axis=0)
             for slot, i in enumerate(chunk):
