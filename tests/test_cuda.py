@@ -127,6 +127,21 @@ def test_cooperative_plan(monkeypatch):
 
 
 @needs_cuda
+@pytest.mark.parametrize("cell", CELLS)
+def test_cooperative_uneven_slices(cell, monkeypatch):
+    """A last slice with fewer units, several batch rows a thread, chunks that do not divide K: still the reference."""
+    monkeypatch.setattr(gcuda, "STRATEGY", "cooperative")
+    T, B, D, H = (3, 7, 2, 7) if SIM else (12, 40, 16, 263)  # H prime: partial whatever the slice size
+    K_, _ = gcuda._ker(np.float64)
+    for backward in (False, True):
+        _, _, threads, nu, slices, kc, _ = gcuda._plan(K_, get_cell(cell), B, H, 8, backward)
+        assert H % nu and slices * nu > H, (nu, slices)  # the last slice is partial
+        if SIM:
+            assert B > threads // (gradlab.CELLS[cell].num_gates * nu) and H % kc, (threads, kc)
+    assert_agree(cell, make_problem(cell, T, B, D, H, dtype=np.float64, seed=8, scale=1.2), np.float64, clip_step=0.4)
+
+
+@needs_cuda
 def test_unknown_strategy(monkeypatch):
     monkeypatch.setattr(gcuda, "STRATEGY", "fastest")
     with pytest.raises(ValueError, match="STRATEGY must be one of .*'fastest'"):
