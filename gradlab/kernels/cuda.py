@@ -30,6 +30,7 @@ module needs neither.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -350,8 +351,6 @@ def _cooperative_missing(K_) -> str | None:
     """
     if K_.SIM:
         return None
-    import os
-
     from numba.cuda.cudadrv import libs
 
     path = libs.get_cudalib("cudadevrt", static=True)
@@ -542,25 +541,21 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     plan = _plan(K_, spec, B, H, dtype.itemsize, backward=True)
     threads = K_.THREADS_1D
     # part_h[t, b, :] (part_c) receive squares whose sum is ‖∂L/∂h_t‖² (‖∂L/∂c_t‖²) of sequence b
+    part_h = _scratch(cuda, "part_h", (T, B, H), dtype)
+    part_c = _scratch(cuda, "part_c", (T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
     if plan[0] == "persistent":
         _, blocks, nt, BM, wshared, nbytes, S, S2 = plan
-        part_h = _scratch(cuda, "part_h", (T, B, H), dtype)
-        part_c = _scratch(cuda, "part_c", (T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
         k.bwd_persistent[blocks, nt, 0, nbytes](
             cell, W_h, wshared, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,
             DA, DArec, part_h, part_c, dcflow, g_h0, BM, S, S2)
     elif plan[0] == "cooperative":
         _, blocks, nt, nu, nslices, kc, nbytes = plan
-        part_h = _scratch(cuda, "part_h", (T, B, H), dtype)
-        part_c = _scratch(cuda, "part_c", (T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
         direct = _scratch(cuda, "direct", (B, H), dtype)
         k.bwd_coop[blocks, nt, 0, nbytes](cell, W_h, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip, DA,
                                           DArec, part_h, part_c, direct, dcflow, g_h0, nu, nslices, kc)
     else:
         # per step: the product DArec_{t+1} W_h into K parts, then the gate gradients (twice for gru)
         direct = _scratch(cuda, "direct", (B, H), dtype)
-        part_h = _scratch(cuda, "part_h", (T, B, H), dtype)
-        part_c = _scratch(cuda, "part_c", (T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
         K1 = 2 * H if gru else GH  # for gru only the r, u blocks act on h_{t-1} through W_h
         prod = _Product(cuda, K_, k, B, H, K1, dtype)
         W1 = W_h[:K1]
