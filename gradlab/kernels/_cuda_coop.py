@@ -6,8 +6,9 @@ are cut into slices of ``nu`` units and each block keeps the rows (forward) or
 columns (backward) of W_h that its slice needs in shared memory for the whole
 sequence, as the persistent RNN kernels of Diamos et al. (2016) keep them in
 registers. Every step, each block reads the previous step's state of *all*
-units (h_{t-1}, or the gate gradients of step t+1) from global memory in
-chunks through shared memory, forms its slice of the recurrent product, applies
+units (h_{t-1}, or the gate gradients of step t+1) from global memory into
+shared memory (whole, or in chunks of k where it does not fit), forms its
+slice of the recurrent product, applies
 the gate math to its own units and writes their new state; a grid-wide barrier
 (``cuda.cg.this_grid().sync()``, a cooperative launch) separates the steps.
 The full GRU, whose candidate needs all of r ⊙ h_{t-1}, takes two barriers a
