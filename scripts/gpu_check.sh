@@ -10,11 +10,26 @@
 #
 #   bash scripts/gpu_check.sh                          # PYTHON=python3.12 to choose the interpreter
 #   GPU_CHECK_BREAKDOWN=1 bash scripts/gpu_check.sh    # and step 3
+#   GPU_CHECK_TINY=1 bash scripts/gpu_check.sh         # every step at a tiny size on the CUDA simulator, writing
+#                                                      # nothing under reports/ (the test suite runs this)
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
-export NUMBA_ENABLE_CUDASIM=0          # the real device, not the simulator (tests/conftest.py respects this)
+TINY=${GPU_CHECK_TINY:-0}
+if [ "$TINY" = 1 ]; then
+  export NUMBA_ENABLE_CUDASIM=1
+  TESTS=(tests/test_cuda.py -k "test_agrees_with_reference and rnn_tanh and float64")
+  SIZE=(--tiny)
+  REPORTS=${GPU_CHECK_REPORTS:-$(mktemp -d)}  # the tiny table does not replace the measured one
+  WHERE="on the CUDA simulator, tiny"
+else
+  export NUMBA_ENABLE_CUDASIM=0        # the real device, not the simulator (tests/conftest.py respects this)
+  TESTS=(tests/test_cuda.py tests/test_cuda_gemm.py)
+  SIZE=()
+  REPORTS=reports/performance
+  WHERE="on the device"
+fi
 export PYTHONUNBUFFERED=1
 OUTDIR=${OUT:-}
 TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-200}
@@ -43,24 +58,24 @@ except Exception as err:
     print("torch: absent", err)
 PY
 
-log "1/3 the CUDA tests on the device (timeout ${TEST_TIMEOUT}s)"
+log "1/3 the CUDA tests $WHERE (timeout ${TEST_TIMEOUT}s)"
 TEST_LOG=$(mktemp)
-timeout -k 10 "$TEST_TIMEOUT" "$PY" -m pytest tests/test_cuda.py tests/test_cuda_gemm.py -q -ra -p no:cacheprovider --durations=8 2>&1 | tee "$TEST_LOG"
+timeout -k 10 "$TEST_TIMEOUT" "$PY" -m pytest "${TESTS[@]}" -q -ra -p no:cacheprovider --durations=8 2>&1 | tee "$TEST_LOG"
 test_rc=${PIPESTATUS[0]}
 log "tests exit code: $test_rc (124 = timed out)"
 if [ -n "$OUTDIR" ]; then mkdir -p "$OUTDIR" && cp "$TEST_LOG" "$OUTDIR/gpu_tests.log"; fi
 
 log "2/3 the comparison (budget ${COMPARE_BUDGET}s, timeout ${COMPARE_TIMEOUT}s)"
-timeout -k 10 "$COMPARE_TIMEOUT" "$PY" benchmarks/gpu_compare.py --budget "$COMPARE_BUDGET"
+timeout -k 10 "$COMPARE_TIMEOUT" "$PY" benchmarks/gpu_compare.py --budget "$COMPARE_BUDGET" --out "$REPORTS" ${SIZE[@]+"${SIZE[@]}"}
 cmp_rc=$?
 log "comparison exit code: $cmp_rc (124 = timed out; rows written so far are kept)"
-if [ -f reports/performance/gpu.md ]; then cat reports/performance/gpu.md; fi
+if [ -f "$REPORTS/gpu.md" ]; then cat "$REPORTS/gpu.md"; fi
 
 if [ "${GPU_CHECK_BREAKDOWN:-0}" = 1 ]; then
   log "3/3 where the time goes (timeout ${BREAKDOWN_TIMEOUT}s + 60s)"
   BD_LOG=$(mktemp)
-  { timeout -k 10 "$BREAKDOWN_TIMEOUT" "$PY" benchmarks/gpu_breakdown.py --repeats 10
-    timeout -k 10 60 "$PY" benchmarks/gpu_step_latency.py; } 2>&1 | tee "$BD_LOG"
+  { timeout -k 10 "$BREAKDOWN_TIMEOUT" "$PY" benchmarks/gpu_breakdown.py --repeats 10 ${SIZE[@]+"${SIZE[@]}"}
+    timeout -k 10 60 "$PY" benchmarks/gpu_step_latency.py ${SIZE[@]+"${SIZE[@]}"}; } 2>&1 | tee "$BD_LOG"
   if [ -n "$OUTDIR" ]; then cp "$BD_LOG" "$OUTDIR/gpu_breakdown.txt"; fi
 fi
 log "done: tests $test_rc, comparison $cmp_rc"

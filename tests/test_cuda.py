@@ -12,6 +12,7 @@ runs the same tests on the device, plus the ones marked ``gpu``
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -363,16 +364,50 @@ def test_import_without_numba_cuda():
 
 
 @needs_cuda
-def test_gpu_compare_tiny(tmp_path):
-    env = {"NUMBA_ENABLE_CUDASIM": "1" if SIM else "0"}
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_compare.py"), "--tiny", "--out", str(tmp_path)],
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-                         timeout=600, cwd=ROOT)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    md = (tmp_path / "gpu.md").read_text(encoding="utf-8")
+def test_gpu_check_script_tiny(tmp_path):
+    """scripts/gpu_check.sh runs every step (tests, comparison, breakdown, step latency) at a tiny size."""
+    if not SIM:
+        pytest.skip("the tiny run is the simulator's; on a GPU run scripts/gpu_check.sh itself")
+    measured = (ROOT / "reports" / "performance" / "gpu.md").read_bytes()
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_TINY": "1", "GPU_CHECK_BREAKDOWN": "1",
+           "OUT": str(tmp_path / "out"), "GPU_CHECK_REPORTS": str(tmp_path / "reports")}
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], capture_output=True, text=True, env=env,
+                         timeout=900, cwd=ROOT)
+    assert out.returncode == 0 and "done: tests 0, comparison 0" in out.stdout, out.stdout[-3000:] + out.stderr[-3000:]
+    assert (ROOT / "reports" / "performance" / "gpu.md").read_bytes() == measured  # the measured table stays
+    md = (tmp_path / "reports" / "gpu.md").read_text(encoding="utf-8")
     assert "| cell |" in md and "gradlab-cuda" in md
-    csv = (tmp_path / "gpu.csv").read_text(encoding="utf-8")
+    csv = (tmp_path / "reports" / "gpu.csv").read_text(encoding="utf-8")
     assert "gradlab-cuda" in csv and "gradlab-cpu" in csv
+    assert re.search(r"\b3 passed\b", (tmp_path / "out" / "gpu_tests.log").read_text(encoding="utf-8"))
+    breakdown, latency = (tmp_path / "out" / "gpu_breakdown.txt").read_text(encoding="utf-8").split("LSTM forward, ")
+    check_breakdown(breakdown)
+    check_step_latency(latency)
+
+
+def check_breakdown(text):
+    """The tables of ``gpu_breakdown.py --tiny``: every column measured (torch may be absent)."""
+    tables = [[line for line in block.splitlines() if line.startswith("| ") and line[2:3].isalpha()][1:]
+              for block in text.split("\n\n")]
+    rows, loops, prods = tables[0], tables[1], tables[2]
+    assert [r.split(" | ")[0][2:] for r in rows] == ["rnn_tanh", "lstm"], text
+    for r in rows:
+        cells = r.strip("| ").split(" | ")
+        assert all(float(v) > 0 for v in cells[4:11]), r
+    assert [r.split(" | ")[0][2:] for r in loops] == ["lstm"], text
+    for r in loops:  # the tiny shape allows all three time loops
+        cells = r.strip("| ").split(" | ")
+        assert all(float(v) > 0 for v in cells[4:7]) and cells[7] in ("persistent", "stepwise"), r
+    assert len(prods) == 5 and all(float(r.strip("| ").split(" | ")[5]) > 0 for r in prods), text
+    assert "host time per launch" in text
+
+
+def check_step_latency(text):
+    """The table of ``gpu_step_latency.py --tiny``: every piece of a step timed."""
+    rows = dict(line.strip("| ").split(" | ") for line in text.splitlines() if line.startswith("| ")
+                and not line.startswith("| piece") and not line.startswith("|---"))
+    assert list(rows) == ["barriers", "product", "gate math", "memory", "full step"], text
+    assert all(float(v) > 0 for v in rows.values()), rows
 
 
 # ---------------------------------------------------------------------------
@@ -426,41 +461,4 @@ def test_host_backends_reject_device_arrays(backend):
     tr = gradlab.forward("lstm", p, x, h0, c0, backend=backend)
     with pytest.raises(TypeError, match="dh: backend"):
         gradlab.backward("lstm", p, tr, cuda.to_device(dh), backend=backend)
-
-
-def run_tiny(script):
-    """Run a benchmark script with --tiny on the backend the tests use; its completed process."""
-    env = {"NUMBA_ENABLE_CUDASIM": "1" if SIM else "0"}
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--tiny"],
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-                         timeout=600, cwd=ROOT)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
-
-
-@needs_cuda
-def test_gpu_breakdown_tiny():
-    out = run_tiny("gpu_breakdown.py")
-    tables = [[line for line in block.splitlines() if line.startswith("| ") and line[2:3].isalpha()][1:]
-              for block in out.stdout.split("\n\n")]
-    rows, loops, prods = tables[0], tables[1], tables[2]
-    assert [r.split(" | ")[0][2:] for r in rows] == ["rnn_tanh", "lstm"], out.stdout
-    for r in rows:  # every gradlab column measured (torch may be absent)
-        cells = r.strip("| ").split(" | ")
-        assert all(float(v) > 0 for v in cells[4:11]), r
-    assert [r.split(" | ")[0][2:] for r in loops] == ["lstm"], out.stdout
-    for r in loops:  # the tiny shape allows all three time loops
-        cells = r.strip("| ").split(" | ")
-        assert all(float(v) > 0 for v in cells[4:7]) and cells[7] in ("persistent", "stepwise"), r
-    assert len(prods) == 5 and all(float(r.strip("| ").split(" | ")[5]) > 0 for r in prods), out.stdout
-    assert "host time per launch" in out.stdout
-
-
-@needs_cuda
-def test_gpu_step_latency_tiny():
-    out = run_tiny("gpu_step_latency.py")
-    rows = dict(line.strip("| ").split(" | ") for line in out.stdout.splitlines() if line.startswith("| ")
-                and not line.startswith("| piece") and not line.startswith("|---"))
-    assert list(rows) == ["barriers", "product", "gate math", "memory", "full step"], out.stdout
-    assert all(float(v) > 0 for v in rows.values()), rows
 
