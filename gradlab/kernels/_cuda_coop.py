@@ -49,6 +49,14 @@ def coop_kernels(zero, at, dev, ROWS: int) -> SimpleNamespace:
         return (nslices - cuda.blockIdx.x + cuda.gridDim.x - 1) // cuda.gridDim.x
 
     @cuda.jit(device=True)
+    def layout(nslices, wwords, B, kc):
+        """(slices of this block, offset of the staged operand, offset of the products) in shared memory,
+        after the block's W slices of ``wwords`` words each."""
+        nslot = slot_count(nslices)
+        cs = nslot * wwords
+        return nslot, cs, cs + B * (kc | 1)
+
+    @cuda.jit(device=True)
     def slice_of(slot):
         """The slice this block takes in its ``slot``-th turn."""
         return cuda.blockIdx.x + slot * cuda.gridDim.x
@@ -119,11 +127,9 @@ def coop_kernels(zero, at, dev, ROWS: int) -> SimpleNamespace:
         C = G * nu
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
-        nslot = slot_count(nslices)
+        nslot, cs, zb = layout(nslices, H * C, B, kc)
         grid = cuda.cg.this_grid()
         sm = cuda.shared.array(0, at)
-        cs = nslot * H * C
-        zb = cs + B * (kc | 1)
         for slot in range(nslot):
             q = slice_of(slot)
             for e in range(tid, H * C, nt):
@@ -190,11 +196,9 @@ def coop_kernels(zero, at, dev, ROWS: int) -> SimpleNamespace:
         K1 = 2 * H if cell == GRU else GH  # for gru only the r, u blocks act on h_{t-1} through W_h
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
-        nslot = slot_count(nslices)
+        nslot, cs, zb = layout(nslices, GH * nu, B, kc)
         grid = cuda.cg.this_grid()
         sm = cuda.shared.array(0, at)
-        cs = nslot * GH * nu
-        zb = cs + B * (kc | 1)
         for slot in range(nslot):
             q = slice_of(slot)
             for e in range(tid, GH * nu, nt):
