@@ -135,8 +135,9 @@ def loops(cell, T, B, H, repeats):
     for loop in LOOPS:
         gcuda.STRATEGY = loop
         try:
-            if gcuda.time_loop(cell, B, H) != loop or (loop == "cooperative" and gcuda._cooperative_missing(
-                    gcuda._ker(np.float32)[0])):
+            # (asked for where it cannot link, the cooperative loop raises: test that first)
+            missing = loop == "cooperative" and gcuda._cooperative_missing(gcuda._ker(np.float32)[0])
+            if missing or gcuda.time_loop(cell, B, H) != loop:
                 out[loop] = float("nan")
                 continue
             fn = lambda: gradlab.backward(cell, pd, gradlab.forward(cell, pd, xd, backend="cuda"), dhd,  # noqa: E731

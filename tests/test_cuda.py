@@ -112,9 +112,9 @@ def test_persistent_split_products(cell, monkeypatch):
 
 
 @needs_cuda
-def test_cooperative_plan(monkeypatch):
+@pytest.mark.parametrize("strategy", ["cooperative"], indirect=True)
+def test_cooperative_plan(strategy):
     """The cooperative loop runs where its slices fit, over several slices and k-chunks at SHAPE; elsewhere stepwise."""
-    monkeypatch.setattr(gcuda, "STRATEGY", "cooperative")
     B, H = SHAPE["B"], SHAPE["H"]
     for cell in CELLS:
         for dtype in (np.float64, np.float32):
@@ -128,10 +128,10 @@ def test_cooperative_plan(monkeypatch):
 
 
 @needs_cuda
+@pytest.mark.parametrize("strategy", ["cooperative"], indirect=True)
 @pytest.mark.parametrize("cell", CELLS)
-def test_cooperative_uneven_slices(cell, monkeypatch):
+def test_cooperative_uneven_slices(cell, strategy):
     """A last slice with fewer units, several batch rows a thread, chunks that do not divide K: still the reference."""
-    monkeypatch.setattr(gcuda, "STRATEGY", "cooperative")
     T, B, D, H = (3, 7, 2, 7) if SIM else (12, 40, 16, 263)  # H prime: partial whatever the slice size
     K_, _ = gcuda._ker(np.float64)
     for backward in (False, True):

@@ -30,6 +30,7 @@ module needs neither.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections import OrderedDict
@@ -348,9 +349,13 @@ def _cooperative_missing(K_) -> str | None:
 
     Its grid barrier is linked from the CUDA device runtime, the static
     library libcudadevrt.a (CUDA toolkit, or the nvidia-cuda-runtime wheel).
+    Numba's search lists a directory, so it runs once per process, not per call.
     """
-    if K_.SIM:
-        return None
+    return None if K_.SIM else _cudadevrt_missing()
+
+
+@functools.cache
+def _cudadevrt_missing() -> str | None:
     from numba.cuda.cudadrv import libs
 
     path = libs.get_cudalib("cudadevrt", static=True)
