@@ -24,7 +24,9 @@ Two more tables say what bounds the stepwise time loop (H > 256):
 * launches: the host cost of one kernel launch (microseconds, a one-block
   launch repeated, synchronised once at the end), for a kernel with two
   arguments and for the 11-argument forward pointwise kernel that the
-  stepwise loop launches every step; and of one device allocation.
+  stepwise loop launches every step, through numba's dispatcher and through
+  gradlab's ``Launcher`` (what the stepwise loop uses); and of one device
+  allocation.
 
     PYTHONPATH=. python benchmarks/gpu_breakdown.py           # on a GPU
     PYTHONPATH=. python benchmarks/gpu_breakdown.py --tiny    # a smoke run (CI, simulator)
@@ -47,6 +49,7 @@ import gradlab  # noqa: E402
 from gpu_compare import make_inputs, run_torch, timed, torch_cuda_available  # noqa: E402
 from gradlab import validate  # noqa: E402
 from gradlab.kernels import cuda as gcuda  # noqa: E402
+from gradlab.kernels._cuda_launch import Launcher  # noqa: E402
 from gradlab.kernels.cells import get_cell  # noqa: E402
 
 CONFIGS = [(1000, 1, 32), (100, 8, 128), (100, 64, 512)]
@@ -122,16 +125,19 @@ def breakdown(cell, T, B, H, repeats):
 
 
 LOOPS = ("persistent", "stepwise", "cooperative")
-LOOP_CELLS = ("gru", "lstm")
+LOOP_CELLS = ("rnn_tanh", "gru", "gru_cudnn", "lstm")
+#: the comparison's shapes up to H = 512 (the range where the choice between loops is open)
+LOOP_CONFIGS = [(1000, 1, 32), (100, 8, 128), (100, 64, 128), (200, 32, 256), (100, 64, 512)]
 
 
 def loops(cell, T, B, H, repeats):
-    """Median milliseconds of forward + backward under each time loop (nan where the shape does not allow it)."""
+    """Median milliseconds of forward + backward under each time loop (nan where the shape does not allow it),
+    and ``dx_diff``: the largest relative difference of ∂L/∂x between the loops that ran."""
     cuda = gcuda.cuda_module()
     p, x, dh = make_inputs(cell, T, B, H, np.dtype(np.float32))
     pd = gradlab.Params(**{k: cuda.to_device(v) for k, v in p.arrays().items()})
     xd, dhd = cuda.to_device(x), cuda.to_device(dh)
-    out = {}
+    out, dx = {}, []
     for loop in LOOPS:
         gcuda.STRATEGY = loop
         try:
@@ -142,10 +148,13 @@ def loops(cell, T, B, H, repeats):
                 continue
             fn = lambda: gradlab.backward(cell, pd, gradlab.forward(cell, pd, xd, backend="cuda"), dhd,  # noqa: E731
                                           backend="cuda")
-            out[loop] = timed(fn, gcuda.synchronize, repeats, 3.0)[2]
+            g, _, out[loop], _, _ = timed(fn, gcuda.synchronize, repeats, 3.0)
+            dx.append(g.x.copy_to_host())
         finally:
             gcuda.STRATEGY = "auto"
     out["auto"] = gcuda.time_loop(cell, B, H)
+    out["dx_diff"] = max((float(np.max(np.abs(d - dx[0]))) / max(float(np.max(np.abs(dx[0]))), 1e-30)
+                          for d in dx[1:]), default=float("nan"))
     return out
 
 
@@ -191,8 +200,9 @@ def products(T, B, H, repeats):
 
 
 def launch_cost(n):
-    """Microseconds of host time per launch (a 2-argument kernel, the forward pointwise kernel) and per
-    allocation of a (100, 8, 512) float32 device array, with its deferred free."""
+    """Microseconds of host time per launch (a 2-argument kernel, the forward pointwise kernel; each through
+    numba's dispatcher, then through :class:`~gradlab.kernels._cuda_launch.Launcher`) and per allocation of a
+    (100, 8, 512) float32 device array, with its deferred free."""
     cuda = gcuda.cuda_module()
     K_, k = gcuda._ker(np.float32)
     B, H, T = 2, 4, 2
@@ -202,9 +212,12 @@ def launch_cost(n):
     bhn, S = cuda.device_array(H, np.float32), cuda.device_array((B, H), np.float32)
     fill = k.fill[1, K_.THREADS_1D]
     point = k.fwd_point[1, K_.THREADS_1D]
+    fast_fill = Launcher(k.fill, (1, K_.THREADS_1D), K_.SIM)
+    fast_point = Launcher(k.fwd_point, (1, K_.THREADS_1D), K_.SIM)
     cell = K_.CELL_ID["lstm"]
     out = []
-    for fn in (lambda: fill(a, 0), lambda: point(cell, 1, P, bhn, h0, h0, h, c, gates, c, S)):
+    for fn in (lambda: fill(a, 0), lambda: point(cell, 1, P, bhn, h0, h0, h, c, gates, c, S),
+               lambda: fast_fill(a, 0), lambda: fast_point(cell, 1, P, bhn, h0, h0, h, c, gates, c, S)):
         fn()
         gcuda.synchronize()
         t0 = time.perf_counter()
@@ -221,6 +234,9 @@ def launch_cost(n):
     return out
 
 
+SECTIONS = ("time", "loops", "products", "launches")
+
+
 def header(columns):
     """Print the head of a Markdown table whose rows start with cell, T, B, H."""
     print("| cell | T | B | H | " + " | ".join(columns) + " |")
@@ -231,10 +247,23 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="one tiny configuration (CI smoke run; works on the simulator)")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help=f"which tables, comma-separated, in this order: {', '.join(SECTIONS)} (default: all)")
     args = ap.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown or not sections:
+        ap.error(f"--sections: expected names from {', '.join(SECTIONS)}, got {args.sections!r}")
     gcuda.cuda_module()
     configs, cells = (TINY_CONFIGS, TINY_CELLS) if args.tiny else (CONFIGS, CELLS)
     repeats = 1 if args.tiny else args.repeats
+    tables = dict(time=section_time, loops=section_loops, products=section_products, launches=section_launches)
+    for section in sections:
+        tables[section](configs, cells, repeats, args.tiny)
+    return 0
+
+
+def section_time(configs, cells, repeats, tiny):
     print("median ms, float32; loops: the bare persistent kernels; host work = forward + backward - validation - loops")
     header(COLUMNS + ("host work",))
     for (T, B, H) in configs:
@@ -243,23 +272,35 @@ def main(argv=None) -> int:
             host = r["forward"] + r["backward"] - r["validate_fwd"] - r["validate_bwd"] - r["fwd_loop"] - r["bwd_loop"]
             cols = " | ".join(f"{r[c]:.3f}" for c in COLUMNS)
             print(f"| {cell} | {T} | {B} | {H} | {cols} | {host:.3f} |", flush=True)
+
+
+def section_loops(configs, cells, repeats, tiny):
     print("\nforward + backward under each time loop, median ms, float32 ('-': the shape does not allow it)")
-    header(LOOPS + ("auto picks",))
-    for (T, B, H) in configs:
-        for cell in ("lstm",) if args.tiny else LOOP_CELLS:
+    missing = gcuda._cooperative_missing(gcuda._ker(np.float32)[0])
+    if missing:
+        print(f"(the cooperative loop cannot run here: {missing})")
+    header(LOOPS + ("auto picks", "dx rel diff"))
+    for (T, B, H) in configs if tiny else LOOP_CONFIGS:
+        for cell in ("lstm",) if tiny else LOOP_CELLS:
             r = loops(cell, T, B, H, repeats)
             cols = " | ".join("-" if r[c] != r[c] else f"{r[c]:.3f}" for c in LOOPS)
-            print(f"| {cell} | {T} | {B} | {H} | {cols} | {r['auto']} |", flush=True)
-    T, B, H = TINY_CONFIGS[0] if args.tiny else (100, 64, 512)
+            print(f"| {cell} | {T} | {B} | {H} | {cols} | {r['auto']} | {r['dx_diff']:.1e} |", flush=True)
+
+
+def section_products(configs, cells, repeats, tiny):
+    T, B, H = TINY_CONFIGS[0] if tiny else (100, 64, 512)
     print(f"\nproducts of the LSTM at (T, B, H) = ({T}, {B}, {H}), float32 (torch: cuBLAS, TF32 off)")
     print("| product | M | N | K | K parts | gradlab ms | gradlab TFLOP/s | torch TFLOP/s |")
     print("|---|---|---|---|---|---|---|---|")
     for name, M, N, Kdim, parts, t, tf, ttf in products(T, B, H, repeats):
         print(f"| {name} | {M} | {N} | {Kdim} | {parts} | {t:.3f} | {tf:.2f} | {ttf:.2f} |", flush=True)
-    plain, point, alloc = launch_cost(2 if args.tiny else 500)
+
+
+def section_launches(configs, cells, repeats, tiny):
+    plain, point, fast_plain, fast_point, alloc = launch_cost(2 if tiny else 500)
     print(f"\nhost time per launch: {plain:.1f} us (2 arguments), {point:.1f} us (fwd_point, 11 arguments); "
+          f"through gradlab's Launcher: {fast_plain:.1f} us and {fast_point:.1f} us; "
           f"per device allocation (with its deferred free): {alloc:.1f} us")
-    return 0
 
 
 if __name__ == "__main__":

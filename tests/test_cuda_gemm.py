@@ -1,7 +1,9 @@
 """The cuda backend's matrix products against NumPy: transposes, bias, accumulation, partial tiles, split K.
 
 On the CUDA simulator (the default, see tests/conftest.py) the tiles are tiny,
-so small shapes already cut into several tiles, partial tiles and K splits.
+so small shapes already cut into several tiles, partial tiles and K splits; on
+a GPU the same cases take the larger shapes :func:`cases` derives from the
+device's tile sizes and split thresholds.
 """
 
 from __future__ import annotations
@@ -40,22 +42,31 @@ def product(M, N, K, ta, tb, bias, accumulate, dtype=np.float64, seed=0, strided
     return dC.copy_to_host(), want, g, splits
 
 
+def cases(dtype=np.float64):
+    """(M, N, K) of three products: one whose K is split, one of big tiles (some partial), one of small tiles."""
+    K_, k = gcuda._ker(dtype)
+    split = (5, 3, max(13, 2 * K_.GEMM_MIN_K_PART, -(-K_.GEMM_MIN_SPLIT_WORK // 15)))
+    side = int(np.ceil(np.sqrt(K_.GEMM_TARGET_BLOCKS)))  # enough big tiles to fill the device
+    big = (side * k.gemm_big.tile.BM + 1, side * k.gemm_big.tile.BN + 3, 3)
+    return split, big, (6, 3, 3)
+
+
 @pytest.mark.parametrize("accumulate", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("tb", [False, True])
 @pytest.mark.parametrize("ta", [False, True])
 def test_transposes_bias_accumulate(ta, tb, bias, accumulate):
-    for M, N, K in ((5, 3, 13), (9, 11, 3), (6, 3, 3)):  # a K split; partial tiles; small tiles
+    for M, N, K in cases():
         got, want, _, _ = product(M, N, K, ta, tb, bias, accumulate)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_both_tile_shapes_and_a_split_are_exercised():
     K_, k = gcuda._ker(np.float64)
-    shapes = {(M, N, K): gcuda._gemm_plan(K_, k, M, N, K) for M, N, K in ((5, 3, 13), (9, 11, 3), (6, 3, 3))}
-    assert any(s > 1 for _, s in shapes.values()), shapes
-    kinds = {g.tile.BM for g, _ in shapes.values()}
-    assert kinds == {k.gemm_big.tile.BM, k.gemm_small.tile.BM}, shapes
+    split, big, small = cases()
+    plans = {shape: gcuda._gemm_plan(K_, k, *shape) for shape in (split, big, small)}
+    assert plans[split][1] > 1, plans
+    assert plans[big][0] is k.gemm_big and plans[small][0] is k.gemm_small, plans
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -71,6 +82,7 @@ def test_edges(dtype):
 
 
 def test_deterministic_split():
-    a = product(5, 3, 29, True, False, False, False, seed=3)
-    b = product(5, 3, 29, True, False, False, False, seed=3)
+    M, N, K = cases()[0]
+    a = product(M, N, K, True, False, False, False, seed=3)
+    b = product(M, N, K, True, False, False, False, seed=3)
     assert a[3] > 1 and a[0].tobytes() == b[0].tobytes()

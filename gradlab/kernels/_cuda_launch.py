@@ -1,0 +1,155 @@
+"""Repeated kernel launches with less host work than numba.cuda's dispatcher.
+
+numba.cuda launches a kernel by typing every argument, looking the compiled
+overload up, flattening each array into its fields through several Python
+objects and handing the list to ``cuda.core.launch``; on an H200 this took
+27 µs for a two-argument kernel and 89 µs for the eleven-argument pointwise
+kernel of a time step (``benchmarks/gpu_breakdown.py``). The stepwise time
+loop launches two or three kernels per step, each with arguments of the same
+types every step (views of the same arrays, the step's index), so the typing
+is done once: :class:`Launcher` launches the first time through the
+dispatcher (which compiles the kernel if needed), then packs the same fields
+into one reused parameter buffer with one :func:`struct.pack_into` and calls
+the driver's ``cuLaunchKernel`` itself, on the same (default) stream.
+
+It falls back to the dispatcher, for good, wherever it cannot do exactly what
+the dispatcher does: on the CUDA simulator, for argument types other than
+arrays, integers, floats and booleans, for debug or cooperative kernels, and
+where the driver library or numba's compiled-kernel attributes are not found.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+import sys
+import threading
+
+__all__ = ["Launcher"]
+
+_DRIVER = None
+_DRIVER_LOCK = threading.Lock()
+
+
+def _driver():
+    """The CUDA driver's ``cuLaunchKernel`` through ctypes, or None where the library cannot be loaded."""
+    global _DRIVER
+    with _DRIVER_LOCK:
+        if _DRIVER is None:
+            try:
+                lib = ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
+                fn = lib.cuLaunchKernel
+                fn.restype = ctypes.c_int
+                fn.argtypes = [ctypes.c_void_p] + [ctypes.c_uint] * 7 + [ctypes.c_void_p] * 3
+                _DRIVER = fn
+            except (OSError, AttributeError):
+                _DRIVER = False
+        return _DRIVER or None
+
+
+def _slot_formats(argtypes):
+    """(struct format, is an array) per kernel argument, each field in its own 8-byte slot; None if a type is
+    not handled."""
+    from numba.cuda import types
+
+    scalar = {types.int64: "q", types.uint64: "Q", types.int32: "i4x", types.uint32: "I4x",
+              types.float64: "d", types.float32: "f4x", types.boolean: "?7x"}
+    out = []
+    for t in argtypes:
+        if isinstance(t, types.Array):
+            # meminfo, parent, size, itemsize, data pointer, shape, strides (numba's array argument model)
+            out.append(("qqqqQ" + "q" * (2 * t.ndim), True))
+        elif t in scalar:
+            out.append((scalar[t], False))
+        else:
+            return None
+    return out
+
+
+class _Packed:
+    """The compiled kernel's driver handle and a reused parameter buffer for its flattened arguments."""
+
+    def __init__(self, handle, formats, griddim, blockdim, sharedmem, launch):
+        self.fmt = "<" + "".join(f for f, _ in formats)
+        slots = struct.calcsize(self.fmt) // 8
+        self.buf = (ctypes.c_char * (8 * slots))()
+        base = ctypes.addressof(self.buf)
+        self.params = (ctypes.c_void_p * slots)(*(base + 8 * i for i in range(slots)))
+        self.arrays = [is_array for _, is_array in formats]
+        self.handle = ctypes.c_void_p(handle)
+        self.dims = (*griddim, *blockdim, sharedmem)
+        self.launch = launch
+        self.lock = threading.Lock()
+
+    def __call__(self, args):
+        values = []
+        for is_array, a in zip(self.arrays, args):
+            if is_array:
+                values += (0, 0, a.size, a.dtype.itemsize, a.device_ctypes_pointer.value or 0, *a.shape, *a.strides)
+            else:
+                values.append(a)
+        with self.lock:  # the buffer is read by the driver during the call, then free
+            struct.pack_into(self.fmt, self.buf, 0, *values)
+            err = self.launch(self.handle, *self.dims, None, self.params, None)
+        if err:
+            raise RuntimeError(f"cuLaunchKernel failed with CUDA error {err}")
+
+
+def _dim3(d):
+    d = tuple(d) if isinstance(d, (tuple, list)) else (d,)
+    return (tuple(int(v) for v in d) + (1, 1, 1))[:3]
+
+
+class Launcher:
+    """``kernel[config](*args)``, repeated with arguments of unchanging types, at less host cost.
+
+    Parameters
+    ----------
+    kernel : numba.cuda dispatcher
+        The kernel.
+    config : tuple
+        ``(griddim, blockdim)`` or ``(griddim, blockdim, stream, sharedmem)``
+        as given to ``kernel[...]``; the stream must be 0 (the default).
+    simulated : bool
+        True on the CUDA simulator, where every launch goes through it.
+
+    Every call after the first must pass arguments of the types of the first
+    call (the same dtypes, dimensions and memory layouts, integers where there
+    were integers): the compiled overload is looked up once. The first call,
+    and every call where the direct path is not available, launches through
+    the dispatcher.
+    """
+
+    def __init__(self, kernel, config, simulated: bool):
+        self.kernel, self.config = kernel, tuple(config)
+        self.simulated = simulated
+        self._packed = None  # None: not tried yet; False: the dispatcher only
+
+    def __call__(self, *args):
+        packed = self._packed
+        if packed:
+            packed(args)
+            return
+        self.kernel[self.config](*args)
+        if packed is None:
+            self._packed = False if self.simulated else (self._prepare(args) or False)
+
+    def _prepare(self, args):
+        griddim, blockdim = self.config[0], self.config[1]
+        stream = self.config[2] if len(self.config) > 2 else 0
+        sharedmem = self.config[3] if len(self.config) > 3 else 0
+        launch = _driver()
+        if stream or launch is None:
+            return None
+        try:
+            argtypes = tuple(self.kernel.typeof_pyval(a) for a in args)
+            compiled = self.kernel.overloads[argtypes]
+            if compiled.debug or compiled.cooperative or compiled.extensions:
+                return None
+            formats = _slot_formats(compiled.argument_types)
+            if formats is None:
+                return None
+            handle = int(compiled._codelibrary.get_cufunc().handle)
+        except (AttributeError, KeyError, TypeError):
+            return None
+        return _Packed(handle, formats, _dim3(griddim), _dim3(blockdim), int(sharedmem), launch)
