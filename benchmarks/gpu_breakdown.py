@@ -15,7 +15,12 @@ A second table times the whole call under each time loop the shape allows
 where the shape does not suit one), for the cells of the speed targets, so
 that the choice "auto" makes can be checked on the card.
 
-Two more tables say what bounds the stepwise time loop (H > 256):
+Three more tables say what bounds the stepwise time loop (H > 256):
+
+* steps: forward + backward of the stepwise loop with its per-step products
+  planned under several (``STEP_TARGET_BLOCKS``, ``STEP_MIN_K_PART``) settings
+  (more K parts: shorter K loops and more blocks, more parts to add), with
+  the resulting tile and number of K parts of each product;
 
 * products: the throughput of the product kernel (``_cuda_gemm``) at the
   shapes one forward + backward of the LSTM at (T, B, H) = (100, 64, 512)
@@ -158,6 +163,45 @@ def loops(cell, T, B, H, repeats):
     return out
 
 
+#: (STEP_TARGET_BLOCKS, STEP_MIN_K_PART) settings timed by the "steps" table: the first and the last plan
+#: both products as the default does (a check of the spread), the others cut K into more or fewer parts
+STEP_SETTINGS = [(132, 128), (264, 64), (528, 32), (1056, 16), (66, 256), (264, 128)]
+STEP_CONFIGS = [(100, 64, 512), (100, 256, 1024)]
+STEP_CELLS = ("gru_cudnn", "lstm")
+
+
+def step_plans(T, B, H, repeats, settings, cells):
+    """Rows (cell, setting, forward plan, backward plan, ms, dx rel diff against the first setting): forward +
+    backward of the stepwise loop with its per-step products planned by each (target blocks, min K part)."""
+    cuda = gcuda.cuda_module()
+    K_, k = gcuda._ker(np.float32)
+    default = (K_.STEP_TARGET_BLOCKS, K_.STEP_MIN_K_PART)
+    rows = []
+    for cell in cells:
+        G = get_cell(cell).num_gates
+        nc1 = 2 * H if cell == "gru" else G * H
+        p, x, dh = make_inputs(cell, T, B, H, np.dtype(np.float32))
+        pd = gradlab.Params(**{n: cuda.to_device(v) for n, v in p.arrays().items()})
+        xd, dhd = cuda.to_device(x), cuda.to_device(dh)
+        fn = lambda: gradlab.backward(cell, pd, gradlab.forward(cell, pd, xd, backend="cuda"), dhd,  # noqa: E731
+                                      backend="cuda")
+        ref = None
+        gcuda.STRATEGY = "stepwise"
+        try:
+            for setting in settings:
+                K_.STEP_TARGET_BLOCKS, K_.STEP_MIN_K_PART = setting
+                plans = [gcuda._gemm_plan(K_, k, B, n, kd, step=True) for n, kd in ((nc1, H), (H, nc1))]
+                g, _, t, _, _ = timed(fn, gcuda.synchronize, repeats, 3.0)
+                dx = g.x.copy_to_host()
+                ref = dx if ref is None else ref
+                diff = float(np.max(np.abs(dx - ref))) / max(float(np.max(np.abs(ref))), 1e-30)
+                rows.append((cell, setting, *(f"{pl[0].tile.BM}x{pl[0].tile.BN}/{pl[1]}" for pl in plans), t, diff))
+        finally:
+            gcuda.STRATEGY = "auto"
+            K_.STEP_TARGET_BLOCKS, K_.STEP_MIN_K_PART = default
+    return rows
+
+
 def product_shapes(T, B, H, G=4):
     """(name, M, N, K, ta, tb) of the products of one LSTM forward + backward with D = H."""
     TB, GH = T * B, G * H
@@ -234,7 +278,7 @@ def launch_cost(n):
     return out
 
 
-SECTIONS = ("time", "loops", "products", "launches")
+SECTIONS = ("time", "loops", "steps", "products", "launches")
 
 
 def header(columns):
@@ -257,7 +301,8 @@ def main(argv=None) -> int:
     gcuda.cuda_module()
     configs, cells = (TINY_CONFIGS, TINY_CELLS) if args.tiny else (CONFIGS, CELLS)
     repeats = 1 if args.tiny else args.repeats
-    tables = dict(time=section_time, loops=section_loops, products=section_products, launches=section_launches)
+    tables = dict(time=section_time, loops=section_loops, steps=section_steps, products=section_products,
+                  launches=section_launches)
     for section in sections:
         tables[section](configs, cells, repeats, args.tiny)
     return 0
@@ -285,6 +330,18 @@ def section_loops(configs, cells, repeats, tiny):
             r = loops(cell, T, B, H, repeats)
             cols = " | ".join("-" if r[c] != r[c] else f"{r[c]:.3f}" for c in LOOPS)
             print(f"| {cell} | {T} | {B} | {H} | {cols} | {r['auto']} | {r['dx_diff']:.1e} |", flush=True)
+
+
+def section_steps(configs, cells, repeats, tiny):
+    print("\nthe stepwise loop under each plan of its per-step products, float32 (plan: tile/K parts)")
+    print("| cell | T | B | H | target blocks, min K part | forward product | backward product | ms | dx rel diff |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    settings = [(2, 4), (4, 2)] if tiny else STEP_SETTINGS
+    for (T, B, H) in configs if tiny else STEP_CONFIGS:
+        for cell, setting, fplan, bplan, t, diff in step_plans(T, B, H, repeats, settings,
+                                                             ("lstm",) if tiny else STEP_CELLS):
+            print(f"| {cell} | {T} | {B} | {H} | {setting[0]}, {setting[1]} | {fplan} | {bplan} | {t:.3f} | "
+                  f"{diff:.1e} |", flush=True)
 
 
 def section_products(configs, cells, repeats, tiny):

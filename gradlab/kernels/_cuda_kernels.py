@@ -99,6 +99,8 @@ if SIM:
     GEMM_TARGET_BLOCKS = 2            # split K until a product has this many blocks, if it is long enough
     GEMM_MIN_K_PART = 4               # terms per part of a split K, at least
     GEMM_MIN_SPLIT_WORK = 0           # products with fewer multiply-adds are never split
+    STEP_TARGET_BLOCKS = 2            # the same two for the stepwise loop's per-step products
+    STEP_MIN_K_PART = 4
     PERSISTENT_THREADS = 16          # threads of a persistent block, at least (one per hidden unit, at least)
     PERSISTENT_MAX_THREADS = 32      # and at most (H above this runs stepwise)
     PERSISTENT_BLOCKS = 2            # blocks the batch is spread over
@@ -115,6 +117,8 @@ else:
     GEMM_TARGET_BLOCKS = 132
     GEMM_MIN_K_PART = 128
     GEMM_MIN_SPLIT_WORK = 1 << 24
+    STEP_TARGET_BLOCKS = 132
+    STEP_MIN_K_PART = 128
     PERSISTENT_THREADS = 256
     PERSISTENT_MAX_THREADS = 256     # the persistent kernels use up to 252 registers a thread (ptxas, sm_90)
     PERSISTENT_BLOCKS = 132          # about one per SM of a large GPU

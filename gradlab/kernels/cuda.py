@@ -196,20 +196,25 @@ def _cdiv(a: int, b: int) -> int:
 # ----------------------------------------------------------------------------
 
 
-def _gemm_plan(K_, k, M: int, N: int, Kdim: int):
+def _gemm_plan(K_, k, M: int, N: int, Kdim: int, step: bool = False):
     """The product kernel (big or small tiles) and the number of parts K is split into.
 
     Big tiles do the most multiply-adds per shared-memory read; a product with
     too few of them to fill the GPU takes small tiles, and a long product
     (dW_x, dW_h: K = T·B) is split along K until there are enough blocks.
+    ``step``: a per-step product of the stepwise loop (M = B rows), planned
+    with its own block target and shortest K part (``STEP_*``), since its
+    short K loop is bound by latency rather than by multiply-adds.
     """
     work = M * N * Kdim
+    target = K_.STEP_TARGET_BLOCKS if step else K_.GEMM_TARGET_BLOCKS
+    min_part = K_.STEP_MIN_K_PART if step else K_.GEMM_MIN_K_PART
     for g in (k.gemm_big, k.gemm_small):
         tiles = _cdiv(M, g.tile.BM) * _cdiv(N, g.tile.BN)
         splits = 1
         if work >= K_.GEMM_MIN_SPLIT_WORK:
-            splits = max(1, min(_cdiv(K_.GEMM_TARGET_BLOCKS, tiles), Kdim // K_.GEMM_MIN_K_PART))
-        if tiles * splits >= K_.GEMM_TARGET_BLOCKS:
+            splits = max(1, min(_cdiv(target, tiles), Kdim // min_part))
+        if tiles * splits >= target:
             break
     return g, splits
 
@@ -222,9 +227,9 @@ class _Product:
     caller adds them in order (:func:`_gemm`, or a time step's pointwise kernel).
     """
 
-    def __init__(self, cuda, K_, k, M: int, N: int, Kdim: int, dtype, role: str = "parts"):
-        """``role`` names its scratch buffer of parts (see :func:`_scratch`)."""
-        g, splits = _gemm_plan(K_, k, M, N, Kdim)
+    def __init__(self, cuda, K_, k, M: int, N: int, Kdim: int, dtype, role: str = "parts", step: bool = True):
+        """``role`` names its scratch buffer of parts (see :func:`_scratch`); ``step``: see :func:`_gemm_plan`."""
+        g, splits = _gemm_plan(K_, k, M, N, Kdim, step)
         tile = g.tile
         self.kchunk = max(1, _cdiv(_cdiv(Kdim, splits), tile.BK)) * tile.BK
         splits = max(1, _cdiv(Kdim, self.kchunk))
@@ -257,7 +262,7 @@ def _gemm(cuda, K_, k, A, B, C, ta=False, tb=False, bias=None, accumulate=False)
         g[(_cdiv(N, tile.BN), _cdiv(M, tile.BM), 1), (tile.TN, tile.TM), 0, tile.shared_words * C.dtype.itemsize](
             A, B, C, _dummy(cuda, C.dtype, 3), ta, tb, bias, has_bias, accumulate, max(1, Kdim))
         return
-    P = _Product(cuda, K_, k, M, N, Kdim, C.dtype, "gemm")(A, B, ta, tb)
+    P = _Product(cuda, K_, k, M, N, Kdim, C.dtype, "gemm", step=False)(A, B, ta, tb)
     threads = K_.THREADS_1D
     k.gemm_reduce[_cdiv(M * N, threads), threads](P, C, bias, has_bias, accumulate)
 
