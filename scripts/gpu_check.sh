@@ -4,6 +4,7 @@
 #   2. gradlab cuda vs gradlab cpu vs PyTorch cuDNN (benchmarks/gpu_compare.py), written to
 #      reports/performance/gpu.md and gpu.csv (and to $OUT/ when OUT is set), row by row;
 #   3. with GPU_CHECK_BREAKDOWN=1 only (about three minutes more): where the time goes, each time loop timed,
+#      the per-step product plans of the stepwise loop, the product kernel and launch costs,
 #      benchmarks/gpu_breakdown.py and benchmarks/gpu_step_latency.py (to $OUT/gpu_breakdown.txt).
 # Runs from the repository root without installing gradlab (PYTHONPATH=.) and without the internet.
 # Every step has a hard timeout, so the script cannot hang; it prints progress as it goes.
@@ -25,7 +26,7 @@ if [ "$TINY" = 1 ]; then
   WHERE="on the CUDA simulator, tiny"
 else
   export NUMBA_ENABLE_CUDASIM=0        # the real device, not the simulator (tests/conftest.py respects this)
-  TESTS=(tests/test_cuda.py tests/test_cuda_gemm.py)
+  TESTS=(tests/test_cuda.py tests/test_cuda_gemm.py tests/test_cuda_launch.py)
   SIZE=()
   REPORTS=reports/performance
   WHERE="on the device"
@@ -35,7 +36,7 @@ OUTDIR=${OUT:-}
 TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-200}
 COMPARE_BUDGET=${GPU_CHECK_COMPARE_BUDGET:-210}   # no new measurement starts after this many seconds
 COMPARE_TIMEOUT=${GPU_CHECK_COMPARE_TIMEOUT:-260}
-BREAKDOWN_TIMEOUT=${GPU_CHECK_BREAKDOWN_TIMEOUT:-200}
+BREAKDOWN_TIMEOUT=${GPU_CHECK_BREAKDOWN_TIMEOUT:-240}
 start=$(date +%s)
 log() { echo "[gpu_check +$(( $(date +%s) - start ))s] $*"; }
 

@@ -191,6 +191,35 @@ def test_device_arrays_in_and_out(cell):
 
 
 @needs_cuda
+@pytest.mark.parametrize("cell", ["rnn_tanh", "gru_cudnn", "lstm"])
+def test_one_device_allocation_per_call(cell, monkeypatch):
+    """With device inputs, after a first call of the shape, a forward pass allocates device memory once (the
+    trace and the zero initial states) and a backward pass once (gradients and records), and what they return
+    are separate arrays (views of that one allocation that do not overlap)."""
+    cuda = gcuda.cuda_module()
+    p, x, h0, c0, dh, dc = make_problem(cell, **SHAPE, seed=4)
+    pd = gradlab.Params(**{k: None if v is None else cuda.to_device(v) for k, v in p.arrays().items()})
+    xd, dhd = cuda.to_device(x), cuda.to_device(dh)
+    gradlab.backward(cell, pd, gradlab.forward(cell, pd, xd, backend="cuda"), dhd, backend="cuda")  # warm-up
+    made = []
+    real = cuda.device_array
+    monkeypatch.setattr(cuda, "device_array", lambda *a, **kw: made.append(a) or real(*a, **kw))
+    tr = gradlab.forward(cell, pd, xd, backend="cuda")
+    assert len(made) == 1, made
+    g = gradlab.backward(cell, pd, tr, dhd, backend="cuda")
+    assert len(made) == 2, made
+    monkeypatch.undo()
+    out = [tr.h, tr.gates, tr.h0, tr.c, tr.c0, tr.hn] + [getattr(g, name) for name in FIELDS]
+    out = [a for a in out if a is not None]
+    for i, a in enumerate(out):  # writing one output leaves the others as they were
+        before = [b.copy_to_host() for b in out]
+        a.copy_to_device(np.full(a.shape, np.nan))
+        for j, b in enumerate(out):
+            if j != i:
+                np.testing.assert_array_equal(b.copy_to_host(), before[j])
+
+
+@needs_cuda
 @pytest.mark.parametrize("strategy", STRATEGIES, indirect=True)
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_results_outlive_later_calls(cell, strategy):
@@ -389,7 +418,7 @@ def check_breakdown(text):
     """The tables of ``gpu_breakdown.py --tiny``: every column measured (torch may be absent)."""
     tables = [[line for line in block.splitlines() if line.startswith("| ") and line[2:3].isalpha()][1:]
               for block in text.split("\n\n")]
-    rows, loops, prods = tables[0], tables[1], tables[2]
+    rows, loops, steps, prods = tables[0], tables[1], tables[2], tables[3]
     assert [r.split(" | ")[0][2:] for r in rows] == ["rnn_tanh", "lstm"], text
     for r in rows:
         cells = r.strip("| ").split(" | ")
@@ -398,6 +427,10 @@ def check_breakdown(text):
     for r in loops:  # the tiny shape allows all three time loops
         cells = r.strip("| ").split(" | ")
         assert all(float(v) > 0 for v in cells[4:7]) and cells[7] in ("persistent", "stepwise"), r
+        assert float(cells[8]) < 1e-5, r  # the loops agree
+    plans = [r.strip("| ").split(" | ") for r in steps]  # two settings, the second cuts K into more parts
+    assert len(plans) == 2 and plans[0][5] != plans[1][5] and all(float(c[7]) > 0 for c in plans), text
+    assert float(plans[0][8]) == 0 and float(plans[1][8]) < 1e-5, text
     assert len(prods) == 5 and all(float(r.strip("| ").split(" | ")[5]) > 0 for r in prods), text
     assert "host time per launch" in text
 

@@ -171,12 +171,35 @@ def _to_device(cuda, a):
 _DUMMIES: dict = {}
 
 
-def _state_to_device(cuda, K_, k, a, host):
-    """An initial state on the device. With device inputs, a host state of zeros (what validation fills in
-    for a missing h0 or c0) is made there by a kernel, not copied up: a host-to-device copy waits for the device."""
-    if not host and isinstance(a, np.ndarray) and not a.any():
-        return _zeros(cuda, K_, k, a.shape, a.dtype)
-    return _to_device(cuda, a)
+def _zero_state(a, host: bool) -> bool:
+    """Whether an initial state is made as zeros on the device: with device inputs, a host state of zeros
+    (what validation fills in for a missing h0 or c0) is not copied up (a host-to-device copy waits for the
+    device)."""
+    return not host and isinstance(a, np.ndarray) and not a.any()
+
+
+#: the outputs carved out of one allocation start at multiples of this many bytes
+_OUTPUT_ALIGN = 256
+
+
+def _outputs(cuda, dtype, shapes: dict) -> dict:
+    """Device arrays of the given shapes (None: not made), views of one allocation, in the order given.
+
+    A call's outputs (the trace of a forward pass, the gradients and records
+    of a backward pass) are made this way: one device allocation, with its
+    deferred free, costs about 0.1 ms of host time (``gpu_breakdown.py``), and
+    a backward pass returns up to nine arrays. Each view starts at a multiple
+    of 256 bytes; together they keep the allocation alive.
+    """
+    align = max(1, _OUTPUT_ALIGN // np.dtype(dtype).itemsize)
+    sizes = {name: int(np.prod(shape)) for name, shape in shapes.items() if shape is not None}
+    starts, total = {}, 0
+    for name, n in sizes.items():
+        starts[name] = total
+        total += _cdiv(n, align) * align
+    flat = cuda.device_array(max(total, 1), dtype)
+    return {name: (flat[starts[name]:starts[name] + sizes[name]].reshape(shape) if shape is not None else None)
+            for name, shape in shapes.items()}
 
 
 def _dummy(cuda, dtype, ndim):
@@ -281,13 +304,11 @@ def _colsum(cuda, K_, k, A, out):
     k.colsum_final[_cdiv(N, threads), threads](part, out)
 
 
-def _zeros(cuda, K_, k, shape, dtype):
-    a = cuda.device_array(shape, dtype)
-    flat = a.reshape(-1)
+def _fill_zero(K_, k, flat):
+    """flat[:] = 0 for a 1-D device array."""
     threads = K_.THREADS_1D
     if flat.shape[0]:
         k.fill[_cdiv(flat.shape[0], threads), threads](flat, 0)
-    return a
 
 
 def _pow2_split(work: int, nt: int, length: int, min_part: int) -> int:
@@ -445,13 +466,18 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
     dx = _to_device(cuda, x)
     W_x, W_h, b = (_to_device(cuda, a) for a in (p.W_x, p.W_h, p.b))
     b_hn = _to_device(cuda, p.b_hn) if cudnn else _dummy(cuda, dtype, 1)
-    dh0 = _state_to_device(cuda, K_, k, h0, host)
-    dc0 = _state_to_device(cuda, K_, k, c0, host) if lstm else _dummy(cuda, dtype, 2)
-
-    gates = cuda.device_array((T, B, GH), dtype)
-    h = cuda.device_array((T, B, H), dtype)
-    c = cuda.device_array((T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
-    hn = cuda.device_array((T, B, H), dtype) if cudnn else _dummy(cuda, dtype, 3)
+    zero_h0, zero_c0 = _zero_state(h0, host), lstm and _zero_state(c0, host)
+    nz = zero_h0 + zero_c0  # zero initial states, made on the device with one fill
+    out = _outputs(cuda, dtype, dict(zeros=(nz, B, H) if nz else None, gates=(T, B, GH), h=(T, B, H),
+                                     c=(T, B, H) if lstm else None, hn=(T, B, H) if cudnn else None))
+    zeros = out["zeros"]
+    if nz:
+        _fill_zero(K_, k, zeros.reshape(nz * B * H))
+    dh0 = zeros[0] if zero_h0 else _to_device(cuda, h0)
+    dc0 = (zeros[nz - 1] if zero_c0 else _to_device(cuda, c0)) if lstm else _dummy(cuda, dtype, 2)
+    gates, h = out["gates"], out["h"]
+    c = out["c"] if lstm else _dummy(cuda, dtype, 3)
+    hn = out["hn"] if cudnn else _dummy(cuda, dtype, 3)
 
     # the input projections of every step, into the gates buffer
     _gemm(cuda, K_, k, dx.reshape(T * B, D), W_x, gates.reshape(T * B, GH), tb=True, bias=b)
@@ -535,18 +561,23 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
 
     DA = _scratch(cuda, "DA", (T, B, GH), dtype)
     DArec = _scratch(cuda, "DArec", (T, B, GH), dtype) if cudnn else DA
-    dh_norm = cuda.device_array((T, B), dtype)
-    dc_norm = cuda.device_array((T, B), dtype) if lstm else _dummy(cuda, dtype, 2)
+    # what is returned: the gradients and the records, in one allocation
+    out = _outputs(cuda, dtype, dict(
+        W_x=(GH, D), W_h=(GH, H), b=(GH,), b_hn=(H,) if cudnn else None, x=(T, B, D), h0=(B, H),
+        c0=(B, H) if lstm else None, dh_norm=(T, B), dc_norm=(T, B) if lstm else None))
+    dh_norm = out["dh_norm"]
+    dc_norm = out["dc_norm"] if lstm else _dummy(cuda, dtype, 2)
     if lstm and dc_last is not None:
-        dcflow = cuda.device_array((B, H), dtype)
+        dcflow = out["c0"]
         src = _to_device(cuda, dc_last)
         t2 = K_.THREADS_2D
         k.copy2d[(_cdiv(B, t2), _cdiv(H, t2)), (t2, t2)](src, dcflow)
     elif lstm:
-        dcflow = _zeros(cuda, K_, k, (B, H), dtype)
+        dcflow = out["c0"]
+        _fill_zero(K_, k, dcflow.reshape(B * H))
     else:
         dcflow = _dummy(cuda, dtype, 2)
-    g_h0 = cuda.device_array((B, H), dtype)
+    g_h0 = out["h0"]
     bound = 0.0 if clip_step is None else float(clip_step)
     do_clip = clip_step is not None
 
@@ -590,9 +621,8 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     # whole-sequence products
     DA2 = DA.reshape(T * B, GH)
     x2 = tr.x.reshape(T * B, D)
-    dW_x = cuda.device_array((GH, D), dtype)
+    dW_x, dW_h = out["W_x"], out["W_h"]
     _gemm(cuda, K_, k, DA2, x2, dW_x, ta=True)
-    dW_h = cuda.device_array((GH, H), dtype)
     DR2 = DArec.reshape(T * B, GH)
     h2 = tr.h.reshape(T * B, H)
     rows = 2 * H if gru else GH
@@ -604,17 +634,11 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
         rs = _scratch(cuda, "rs", (T, B, H), dtype)
         k.reset_states[_cdiv(T * B * H, threads), threads](tr.gates, tr.h, tr.h0, rs)
         _gemm(cuda, K_, k, DA2[:, 2 * H:], rs.reshape(T * B, H), dW_h[2 * H:], ta=True)
-    db = cuda.device_array(GH, dtype)
-    _colsum(cuda, K_, k, DA2, db)
-    db_hn = None
+    _colsum(cuda, K_, k, DA2, out["b"])
     if cudnn:
-        db_hn = cuda.device_array(H, dtype)
-        _colsum(cuda, K_, k, DR2[:, 2 * H:], db_hn)
-    gx = cuda.device_array((T, B, D), dtype)
-    _gemm(cuda, K_, k, DA2, W_x, gx.reshape(T * B, D))
+        _colsum(cuda, K_, k, DR2[:, 2 * H:], out["b_hn"])
+    _gemm(cuda, K_, k, DA2, W_x, out["x"].reshape(T * B, D))
 
-    out = dict(W_x=dW_x, W_h=dW_h, b=db, b_hn=db_hn, x=gx, h0=g_h0, c0=dcflow if lstm else None,
-               dh_norm=dh_norm, dc_norm=dc_norm if lstm else None)
     if host:
         out = {name: None if a is None else a.copy_to_host() for name, a in out.items()}
     return Grads(**out)
