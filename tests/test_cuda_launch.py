@@ -82,7 +82,7 @@ def test_unhandled_argument_types_are_left_to_numba():
 def test_repeated_launches_land():
     """The fill kernel through a Launcher, again with new values, on a contiguous and on a strided array.
 
-    On a GPU every launch after the first is the direct one (the strided
+    On a GPU every launch after the second is the direct one (the strided
     array checks that the strides are handed over); on the simulator every
     launch goes through numba.
     """

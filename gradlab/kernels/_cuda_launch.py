@@ -7,7 +7,7 @@ objects and handing the list to ``cuda.core.launch``; on an H200 this took
 kernel of a time step (``benchmarks/gpu_breakdown.py``). The stepwise time
 loop launches two or three kernels per step, each with arguments of the same
 types every step (views of the same arrays, the step's index), so the typing
-is done once: :class:`Launcher` launches the first time through the
+is done once: :class:`Launcher` launches the first two times through the
 dispatcher (which compiles the kernel if needed), then packs the same fields
 into one reused parameter buffer with one :func:`struct.pack_into` and calls
 the driver's ``cuLaunchKernel`` itself, on the same (default) stream.
@@ -113,17 +113,19 @@ class Launcher:
     simulated : bool
         True on the CUDA simulator, where every launch goes through it.
 
-    Every call after the first must pass arguments of the types of the first
-    call (the same dtypes, dimensions and memory layouts, integers where there
-    were integers): the compiled overload is looked up once. The first call,
-    and every call where the direct path is not available, launches through
-    the dispatcher.
+    Every call must pass arguments of the types of the first call (the same
+    dtypes, dimensions and memory layouts, integers where there were
+    integers): the compiled overload is looked up once. The first two calls
+    launch through the dispatcher (the direct path is prepared at the second,
+    so a call site that launches once pays nothing for it), and so does every
+    call where the direct path is not available.
     """
 
     def __init__(self, kernel, config, simulated: bool):
         self.kernel, self.config = kernel, tuple(config)
         self.simulated = simulated
-        self._packed = None  # None: not tried yet; False: the dispatcher only
+        self._calls = 0
+        self._packed = None  # None: not prepared yet; False: the dispatcher only
 
     def __call__(self, *args):
         packed = self._packed
@@ -131,8 +133,9 @@ class Launcher:
             packed(args)
             return
         self.kernel[self.config](*args)
-        if packed is None:
-            self._packed = False if self.simulated else (self._prepare(args) or False)
+        self._calls += 1
+        if self._calls == 2:
+            self._packed = (not self.simulated and self._prepare(args)) or False
 
     def _prepare(self, args):
         griddim, blockdim = self.config[0], self.config[1]
