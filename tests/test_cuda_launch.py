@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from gradlab.kernels import _cuda_launch as launch
 from gradlab.kernels import cuda as gcuda
 from gradlab.kernels._cuda_launch import Launcher, _Packed, _slot_formats
 
@@ -52,10 +53,11 @@ def test_packs_each_field_into_its_own_slot():
         seen.append(((handle.value, gx, gy, gz, bx, by, bz, shmem, stream, extra), read_slots(params, formats)))
         return 0
 
-    packed = _Packed(0x5A5A, formats, (4, 2, 1), (32, 1, 1), 96, driver)
+    stand_in = SimpleNamespace(launch=driver, context=lambda: 0xC0)
+    packed = _Packed(0x5A5A, 0xC0, formats, (4, 2, 1), (32, 1, 1), 96, stand_in)
     a, v = fake_array(0x10000, (2, 3), np.float32), fake_array(0x20000, (5,), np.float64)
-    packed((a, -7, True, 1.5, -2.25, 9, v, -3))
-    packed((a, 8, False, 0.5, 3.0, 1, v, 4))  # the buffer is reused: the second call's values, not the first's
+    assert packed((a, -7, True, 1.5, -2.25, 9, v, -3))
+    assert packed((a, 8, False, 0.5, 3.0, 1, v, 4))  # the buffer is reused: the second call's values, not the first's
     (head, first), (_, second) = seen
     assert head == (0x5A5A, 4, 2, 1, 32, 1, 1, 96, None, None)
     # numba's array argument: meminfo, parent, size, itemsize, data, shape..., strides... (bytes)
@@ -67,9 +69,24 @@ def test_driver_error_is_raised():
     from numba.cuda import types
 
     formats = _slot_formats((types.int64,))
-    packed = _Packed(1, formats, (1, 1, 1), (1, 1, 1), 0, lambda *a: 700)
+    stand_in = SimpleNamespace(launch=lambda *a: 700, context=lambda: 0xC0)
+    packed = _Packed(1, 0xC0, formats, (1, 1, 1), (1, 1, 1), 0, stand_in)
     with pytest.raises(RuntimeError, match="CUDA error 700"):
         packed((3,))
+
+
+def test_another_context_is_left_to_numba():
+    """With another context current (another device selected since), nothing is launched and the call says so,
+    so that the dispatcher launches it there."""
+    from numba.cuda import types
+
+    launched = []
+    current = [0xC0]
+    driver = SimpleNamespace(launch=lambda *a: launched.append(a) or 0, context=lambda: current[0])
+    packed = _Packed(1, 0xC0, _slot_formats((types.int64,)), (1, 1, 1), (1, 1, 1), 0, driver)
+    assert packed((3,)) and len(launched) == 1
+    current[0] = 0xD0
+    assert not packed((3,)) and len(launched) == 1
 
 
 def test_unhandled_argument_types_are_left_to_numba():
@@ -98,3 +115,26 @@ def test_repeated_launches_land():
             want[::stride] = value
             np.testing.assert_array_equal(a.copy_to_host(), want)
         assert (launch._packed is False) if gcuda.simulating() else isinstance(launch._packed, _Packed)
+
+
+def test_launchers_are_kept_per_kernel_configuration_and_signature():
+    """``launch`` reuses one Launcher for the same kernel, configuration and argument signature (new arrays
+    of the same dtype, shape and strides, new values), and makes another for a different layout or type."""
+    cuda = gcuda.cuda_module()
+    K_, k = gcuda._ker(np.float64)
+    config = (1, K_.THREADS_1D)
+    launch._CACHE.clear()
+    whole = [cuda.to_device(np.zeros(6)) for _ in range(3)]
+    strided = cuda.to_device(np.zeros(12))
+    for i, a in enumerate(whole):
+        launch.launch(k.fill, config, (a, float(i + 1)), K_.SIM)
+        np.testing.assert_array_equal(a.copy_to_host(), i + 1.0)
+    assert len(launch._CACHE) == 1
+    launch.launch(k.fill, config, (strided[::2], 5.0), K_.SIM)  # the same shape, other strides
+    launch.launch(k.fill, config, (whole[0], 7), K_.SIM)  # an int where there was a float
+    assert len(launch._CACHE) == 3
+    np.testing.assert_array_equal(strided.copy_to_host(), np.tile([5.0, 0.0], 6))
+    np.testing.assert_array_equal(whole[0].copy_to_host(), 7.0)
+    (only,) = [v for key, v in launch._CACHE.items() if key[2][0][3] == (8,) and key[2][1] is float]
+    # three launches through it: on a GPU the third took the direct path (prepared at the second)
+    assert only._calls == 3 if gcuda.simulating() else (only._calls == 2 and isinstance(only._packed, _Packed))

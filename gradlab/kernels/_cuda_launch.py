@@ -3,19 +3,23 @@
 numba.cuda launches a kernel by typing every argument, looking the compiled
 overload up, flattening each array into its fields through several Python
 objects and handing the list to ``cuda.core.launch``; on an H200 this took
-27 µs for a two-argument kernel and 89 µs for the eleven-argument pointwise
-kernel of a time step (``benchmarks/gpu_breakdown.py``). The stepwise time
-loop launches two or three kernels per step, each with arguments of the same
-types every step (views of the same arrays, the step's index), so the typing
-is done once: :class:`Launcher` launches the first two times through the
-dispatcher (which compiles the kernel if needed), then packs the same fields
-into one reused parameter buffer with one :func:`struct.pack_into` and calls
-the driver's ``cuLaunchKernel`` itself, on the same (default) stream.
+20–27 µs for a two-argument kernel and 58–89 µs for the eleven-argument
+pointwise kernel of a time step (``benchmarks/gpu_breakdown.py``). The cuda
+backend launches the same kernels with arguments of the same types over and
+over: every step of the stepwise time loop, and every call of the same shape.
+So the typing is done once: a :class:`Launcher` launches the first two times
+through the dispatcher (which compiles the kernel if needed), then packs the
+same fields into one reused parameter buffer with one
+:func:`struct.pack_into` and calls the driver's ``cuLaunchKernel`` itself, on
+the same (default) stream (8 µs and 13 µs for those two kernels). :func:`launch`
+keeps one Launcher per kernel, launch configuration and argument signature.
 
 It falls back to the dispatcher, for good, wherever it cannot do exactly what
 the dispatcher does: on the CUDA simulator, for argument types other than
 arrays, integers, floats and booleans, for debug or cooperative kernels, and
-where the driver library or numba's compiled-kernel attributes are not found.
+where the driver library or numba's compiled-kernel attributes are not found;
+and for a single launch, when the current context is not the one the kernel
+was prepared in (another device selected since).
 """
 
 from __future__ import annotations
@@ -24,24 +28,38 @@ import ctypes
 import struct
 import sys
 import threading
+from collections import OrderedDict
 
-__all__ = ["Launcher"]
+__all__ = ["Launcher", "launch"]
 
 _DRIVER = None
 _DRIVER_LOCK = threading.Lock()
 
 
+class _Driver:
+    """``cuLaunchKernel`` and ``cuCtxGetCurrent`` of the CUDA driver library, through ctypes."""
+
+    def __init__(self, lib):
+        self.launch = lib.cuLaunchKernel
+        self.launch.restype = ctypes.c_int
+        self.launch.argtypes = [ctypes.c_void_p] + [ctypes.c_uint] * 7 + [ctypes.c_void_p] * 3
+        self._get = lib.cuCtxGetCurrent
+        self._get.restype = ctypes.c_int
+        self._get.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+
+    def context(self) -> int:
+        """The calling thread's current CUDA context (0 if none)."""
+        ctx = ctypes.c_void_p()
+        return (ctx.value or 0) if self._get(ctypes.byref(ctx)) == 0 else 0
+
+
 def _driver():
-    """The CUDA driver's ``cuLaunchKernel`` through ctypes, or None where the library cannot be loaded."""
+    """The CUDA driver library's functions, or None where it cannot be loaded."""
     global _DRIVER
     with _DRIVER_LOCK:
         if _DRIVER is None:
             try:
-                lib = ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
-                fn = lib.cuLaunchKernel
-                fn.restype = ctypes.c_int
-                fn.argtypes = [ctypes.c_void_p] + [ctypes.c_uint] * 7 + [ctypes.c_void_p] * 3
-                _DRIVER = fn
+                _DRIVER = _Driver(ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"))
             except (OSError, AttributeError):
                 _DRIVER = False
         return _DRIVER or None
@@ -67,21 +85,26 @@ def _slot_formats(argtypes):
 
 
 class _Packed:
-    """The compiled kernel's driver handle and a reused parameter buffer for its flattened arguments."""
+    """The compiled kernel's driver handle, the context it was loaded in, and a reused parameter buffer for
+    its flattened arguments."""
 
-    def __init__(self, handle, formats, griddim, blockdim, sharedmem, launch):
+    def __init__(self, handle, context, formats, griddim, blockdim, sharedmem, driver):
         self.fmt = "<" + "".join(f for f, _ in formats)
         slots = struct.calcsize(self.fmt) // 8
         self.buf = (ctypes.c_char * (8 * slots))()
         base = ctypes.addressof(self.buf)
         self.params = (ctypes.c_void_p * slots)(*(base + 8 * i for i in range(slots)))
         self.arrays = [is_array for _, is_array in formats]
-        self.handle = ctypes.c_void_p(handle)
+        self.handle, self.context = ctypes.c_void_p(handle), context
         self.dims = (*griddim, *blockdim, sharedmem)
-        self.launch = launch
+        self.driver = driver
         self.lock = threading.Lock()
 
-    def __call__(self, args):
+    def __call__(self, args) -> bool:
+        """Launch; False (and nothing launched) when the current context is not the kernel's (another device
+        selected since), which the dispatcher then handles."""
+        if self.driver.context() != self.context:
+            return False
         values = []
         for is_array, a in zip(self.arrays, args):
             if is_array:
@@ -90,9 +113,10 @@ class _Packed:
                 values.append(a)
         with self.lock:  # the buffer is read by the driver during the call, then free
             struct.pack_into(self.fmt, self.buf, 0, *values)
-            err = self.launch(self.handle, *self.dims, None, self.params, None)
+            err = self.driver.launch(self.handle, *self.dims, None, self.params, None)
         if err:
             raise RuntimeError(f"cuLaunchKernel failed with CUDA error {err}")
+        return True
 
 
 def _dim3(d):
@@ -129,20 +153,19 @@ class Launcher:
 
     def __call__(self, *args):
         packed = self._packed
-        if packed:
-            packed(args)
+        if packed and packed(args):
             return
         self.kernel[self.config](*args)
         self._calls += 1
-        if self._calls == 2:
+        if self._calls >= 2 and self._packed is None:
             self._packed = (not self.simulated and self._prepare(args)) or False
 
     def _prepare(self, args):
         griddim, blockdim = self.config[0], self.config[1]
         stream = self.config[2] if len(self.config) > 2 else 0
         sharedmem = self.config[3] if len(self.config) > 3 else 0
-        launch = _driver()
-        if stream or launch is None:
+        driver = _driver()
+        if stream or driver is None:
             return None
         try:
             argtypes = tuple(self.kernel.typeof_pyval(a) for a in args)
@@ -155,4 +178,32 @@ class Launcher:
             handle = int(compiled._codelibrary.get_cufunc().handle)
         except (AttributeError, KeyError, TypeError):
             return None
-        return _Packed(handle, formats, _dim3(griddim), _dim3(blockdim), int(sharedmem), launch)
+        context = driver.context()  # the dispatcher has just launched the kernel in it
+        if not context:
+            return None
+        return _Packed(handle, context, formats, _dim3(griddim), _dim3(blockdim), int(sharedmem), driver)
+
+
+#: how many (kernel, configuration, argument signature) launchers :func:`launch` keeps, the oldest dropped first
+CACHE_ENTRIES = 1024
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def _signature(args) -> tuple:
+    """What fixes the numba types of the arguments: type, dtype, shape and strides of an array (its layout
+    follows from them), the Python type of anything else."""
+    return tuple((type(a), a.dtype, a.shape, a.strides) if hasattr(a, "strides") else type(a) for a in args)
+
+
+def launch(kernel, config, args, simulated: bool) -> None:
+    """``kernel[config](*args)`` through a :class:`Launcher` kept for this kernel, configuration and
+    argument signature, so that a launch repeated across calls (same shapes) takes the direct path too."""
+    key = (kernel, config, _signature(args))
+    with _CACHE_LOCK:
+        launcher = _CACHE.get(key)
+        if launcher is None:
+            launcher = _CACHE[key] = Launcher(kernel, config, simulated)
+            while len(_CACHE) > CACHE_ENTRIES:
+                _CACHE.popitem(last=False)
+    launcher(*args)

@@ -41,7 +41,7 @@ import numpy as np
 
 from ..types import Grads, Params, Trace
 from .cells import CellSpec
-from ._cuda_launch import Launcher
+from ._cuda_launch import launch
 
 #: How the time loop runs: "auto" (persistent for small H, one launch per step
 #: otherwise), "persistent", "stepwise" or "cooperative" (one launch, W_h spread
@@ -259,14 +259,13 @@ class _Product:
         self.parts = _scratch(cuda, role, (splits, M, N), dtype)
         self.first = self.parts[0]
         self.bias = _dummy(cuda, dtype, 1)
-        self.kernel = g
-        config = ((_cdiv(N, tile.BN), _cdiv(M, tile.BM), splits), (tile.TN, tile.TM), 0,
-                  tile.shared_words * np.dtype(dtype).itemsize)
-        self.launch = Launcher(g, config, K_.SIM)
+        self.kernel, self.K_ = g, K_
+        self.config = ((_cdiv(N, tile.BN), _cdiv(M, tile.BM), splits), (tile.TN, tile.TM), 0,
+                       tile.shared_words * np.dtype(dtype).itemsize)
 
     def __call__(self, A, B, ta=False, tb=False):
-        """Launch on operands of the types of the first call (see :class:`Launcher`)."""
-        self.launch(A, B, self.first, self.parts, ta, tb, self.bias, False, False, self.kchunk)
+        _run(self.K_, self.kernel, self.config, A, B, self.first, self.parts, ta, tb, self.bias, False, False,
+             self.kchunk)
         return self.parts
 
 
@@ -282,12 +281,13 @@ def _gemm(cuda, K_, k, A, B, C, ta=False, tb=False, bias=None, accumulate=False)
         bias = _dummy(cuda, C.dtype, 1)
     if splits == 1:  # one part: the kernel adds bias and C itself
         tile = g.tile
-        g[(_cdiv(N, tile.BN), _cdiv(M, tile.BM), 1), (tile.TN, tile.TM), 0, tile.shared_words * C.dtype.itemsize](
-            A, B, C, _dummy(cuda, C.dtype, 3), ta, tb, bias, has_bias, accumulate, max(1, Kdim))
+        _run(K_, g, ((_cdiv(N, tile.BN), _cdiv(M, tile.BM), 1), (tile.TN, tile.TM), 0,
+                     tile.shared_words * C.dtype.itemsize),
+             A, B, C, _dummy(cuda, C.dtype, 3), ta, tb, bias, has_bias, accumulate, max(1, Kdim))
         return
     P = _Product(cuda, K_, k, M, N, Kdim, C.dtype, "gemm", step=False)(A, B, ta, tb)
     threads = K_.THREADS_1D
-    k.gemm_reduce[_cdiv(M * N, threads), threads](P, C, bias, has_bias, accumulate)
+    _run(K_, k.gemm_reduce, (_cdiv(M * N, threads), threads), P, C, bias, has_bias, accumulate)
 
 
 def _colsum(cuda, K_, k, A, out):
@@ -298,17 +298,22 @@ def _colsum(cuda, K_, k, A, out):
     nchunks = _cdiv(R, chunk) if R else 1
     part = _scratch(cuda, "colsum", (nchunks, N), out.dtype)
     if R == 0:
-        k.fill[_cdiv(N, threads), threads](out, 0)
+        _run(K_, k.fill, (_cdiv(N, threads), threads), out, 0)
         return
-    k.colsum_partial[(_cdiv(N, threads), nchunks), threads](A, part, chunk)
-    k.colsum_final[_cdiv(N, threads), threads](part, out)
+    _run(K_, k.colsum_partial, ((_cdiv(N, threads), nchunks), threads), A, part, chunk)
+    _run(K_, k.colsum_final, (_cdiv(N, threads), threads), part, out)
+
+
+def _run(K_, kernel, config, *args):
+    """``kernel[config](*args)``, through the launchers kept across calls (:func:`._cuda_launch.launch`)."""
+    launch(kernel, config, args, K_.SIM)
 
 
 def _fill_zero(K_, k, flat):
     """flat[:] = 0 for a 1-D device array."""
     threads = K_.THREADS_1D
     if flat.shape[0]:
-        k.fill[_cdiv(flat.shape[0], threads), threads](flat, 0)
+        _run(K_, k.fill, (_cdiv(flat.shape[0], threads), threads), flat, 0)
 
 
 def _pow2_split(work: int, nt: int, length: int, min_part: int) -> int:
@@ -490,9 +495,9 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
         else:  # W_h^T in global memory, so that the product's reads are coalesced
             WT = _scratch(cuda, "WT", (H, GH), dtype)
             t2 = K_.THREADS_2D
-            k.transpose[(_cdiv(H, t2), _cdiv(GH, t2)), (t2, t2)](W_h, WT)
-        k.fwd_persistent[blocks, threads, 0, nbytes](cell, W_h, WT, wshared, b_hn, dh0, dc0, h, c, gates, hn, BM, S,
-                                                     S2)
+            _run(K_, k.transpose, ((_cdiv(H, t2), _cdiv(GH, t2)), (t2, t2)), W_h, WT)
+        _run(K_, k.fwd_persistent, (blocks, threads, 0, nbytes), cell, W_h, WT, wshared, b_hn, dh0, dc0, h, c, gates,
+             hn, BM, S, S2)
     elif plan[0] == "cooperative":
         _, blocks, threads, nu, nslices, kc, nbytes = plan
         S = _scratch(cuda, "S", (B, H), dtype) if gru else _dummy(cuda, dtype, 2)
@@ -503,12 +508,12 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
         nc1 = 2 * H if gru else GH
         prod = _Product(cuda, K_, k, B, nc1, H, dtype)
         W1 = W_h[:nc1]
-        point = Launcher(k.fwd_point, (_cdiv(B * H, threads), threads), K_.SIM)
+        point = functools.partial(_run, K_, k.fwd_point, (_cdiv(B * H, threads), threads))
         S = _scratch(cuda, "S", (B, H), dtype) if gru else _dummy(cuda, dtype, 2)
         if gru:  # the candidate's product acts on s = r ⊙ h_{t-1}
             prod_n = _Product(cuda, K_, k, B, H, H, dtype, "parts_n")
             W_n = W_h[2 * H:]
-            point_n = Launcher(k.fwd_point_gru_n, (_cdiv(B * H, threads), threads), K_.SIM)
+            point_n = functools.partial(_run, K_, k.fwd_point_gru_n, (_cdiv(B * H, threads), threads))
         h_prev = [dh0] + [h[t] for t in range(T - 1)]
         for t in range(T):
             point(cell, t, prod(h_prev[t], W1, tb=True), b_hn, dh0, dc0, h, c, gates, hn, S)
@@ -571,7 +576,7 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
         dcflow = out["c0"]
         src = _to_device(cuda, dc_last)
         t2 = K_.THREADS_2D
-        k.copy2d[(_cdiv(B, t2), _cdiv(H, t2)), (t2, t2)](src, dcflow)
+        _run(K_, k.copy2d, ((_cdiv(B, t2), _cdiv(H, t2)), (t2, t2)), src, dcflow)
     elif lstm:
         dcflow = out["c0"]
         _fill_zero(K_, k, dcflow.reshape(B * H))
@@ -588,9 +593,9 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     part_c = _scratch(cuda, "part_c", (T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
     if plan[0] == "persistent":
         _, blocks, nt, BM, wshared, nbytes, S, S2 = plan
-        k.bwd_persistent[blocks, nt, 0, nbytes](
-            cell, W_h, wshared, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,
-            DA, DArec, part_h, part_c, dcflow, g_h0, BM, S, S2)
+        _run(K_, k.bwd_persistent, (blocks, nt, 0, nbytes),
+             cell, W_h, wshared, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,
+             DA, DArec, part_h, part_c, dcflow, g_h0, BM, S, S2)
     elif plan[0] == "cooperative":
         _, blocks, nt, nu, nslices, kc, nbytes = plan
         direct = _scratch(cuda, "direct", (B, H), dtype)
@@ -604,19 +609,19 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
         W1 = W_h[:K1]
         rec = [DArec[t][:, :K1] for t in range(T)]
         grid = _cdiv(B * H, threads)
-        point = Launcher(k.bwd_point, (grid, threads), K_.SIM)
+        point = functools.partial(_run, K_, k.bwd_point, (grid, threads))
         if gru:  # ds = da_n W_hn
             prod_s = _Product(cuda, K_, k, B, H, H, dtype, "parts_n")
             W_n = W_h[2 * H:]
-            point_s = Launcher(k.bwd_point_gru_s, (grid, threads), K_.SIM)
+            point_s = functools.partial(_run, K_, k.bwd_point_gru_s, (grid, threads))
         for t in range(T - 1, -1, -1):
             P = prod(rec[t + 1], W1) if t < T - 1 else prod.parts  # no flow into the last step
             point(cell, t, P, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip, DA, DArec, part_h, part_c,
                   direct, dcflow)
             if gru:
                 point_s(t, prod_s(DA[t][:, 2 * H:], W_n), tr.gates, tr.h, tr.h0, DA, direct)
-        k.add_parts[grid, threads](prod(rec[0], W1), direct, g_h0)
-    k.norm_final[_cdiv(T * B, threads), threads](part_h, dh_norm, part_c, dc_norm, lstm)
+        _run(K_, k.add_parts, (grid, threads), prod(rec[0], W1), direct, g_h0)
+    _run(K_, k.norm_final, (_cdiv(T * B, threads), threads), part_h, dh_norm, part_c, dc_norm, lstm)
 
     # whole-sequence products
     DA2 = DA.reshape(T * B, GH)
@@ -632,7 +637,7 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
         _gemm(cuda, K_, k, DR2[B:, :rows], h2[: (T - 1) * B], dW_h[:rows], ta=True, accumulate=True)
     if gru:  # the n block of W_h acts on s = r ⊙ h_{t-1}
         rs = _scratch(cuda, "rs", (T, B, H), dtype)
-        k.reset_states[_cdiv(T * B * H, threads), threads](tr.gates, tr.h, tr.h0, rs)
+        _run(K_, k.reset_states, (_cdiv(T * B * H, threads), threads), tr.gates, tr.h, tr.h0, rs)
         _gemm(cuda, K_, k, DA2[:, 2 * H:], rs.reshape(T * B, H), dW_h[2 * H:], ta=True)
     _colsum(cuda, K_, k, DA2, out["b"])
     if cudnn:
@@ -669,7 +674,7 @@ def device_nonfinite_flags(arrays) -> list[bool]:
             flat += [_dummy(cuda, dtype, 1)] * (8 - len(flat))
             blocks = max(1, min(_cdiv(max(a.size for a in flat), threads), 1 if K_.SIM else 64))
             flags = _scratch(cuda, "flags", (blocks, 8), np.int32)  # every entry is written
-            k.nonfinite_flags[blocks, threads](*flat, flags)
+            _run(K_, k.nonfinite_flags, (blocks, threads), *flat, flags)
             bad = flags.copy_to_host().any(axis=0)
             for slot, i in enumerate(chunk):
                 out[i] = bool(bad[slot])
