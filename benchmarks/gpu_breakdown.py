@@ -29,9 +29,9 @@ Three more tables say what bounds the stepwise time loop (H > 256):
 * launches: the host cost of one kernel launch (microseconds, a one-block
   launch repeated, synchronised once at the end), for a kernel with two
   arguments and for the 11-argument forward pointwise kernel that the
-  stepwise loop launches every step, through numba's dispatcher and through
-  gradlab's ``Launcher`` (what the stepwise loop uses); and of one device
-  allocation.
+  stepwise loop launches every step, through numba's dispatcher and as the
+  backend launches them (``gradlab.kernels._cuda_launch.launch``); and of one
+  device allocation.
 
     PYTHONPATH=. python benchmarks/gpu_breakdown.py           # on a GPU
     PYTHONPATH=. python benchmarks/gpu_breakdown.py --tiny    # a smoke run (CI, simulator)
@@ -54,7 +54,7 @@ import gradlab  # noqa: E402
 from gpu_compare import make_inputs, run_torch, timed, torch_cuda_available  # noqa: E402
 from gradlab import validate  # noqa: E402
 from gradlab.kernels import cuda as gcuda  # noqa: E402
-from gradlab.kernels._cuda_launch import Launcher  # noqa: E402
+from gradlab.kernels._cuda_launch import launch  # noqa: E402
 from gradlab.kernels.cells import get_cell  # noqa: E402
 
 CONFIGS = [(1000, 1, 32), (100, 8, 128), (100, 64, 512)]
@@ -245,7 +245,8 @@ def products(T, B, H, repeats):
 
 def launch_cost(n):
     """Microseconds of host time per launch (a 2-argument kernel, the forward pointwise kernel; each through
-    numba's dispatcher, then through :class:`~gradlab.kernels._cuda_launch.Launcher`) and per allocation of a
+    numba's dispatcher, then as the backend launches them, through :func:`~gradlab.kernels._cuda_launch.launch`:
+    the argument signature looked up, the direct path from the third launch) and per allocation of a
     (100, 8, 512) float32 device array, with its deferred free."""
     cuda = gcuda.cuda_module()
     K_, k = gcuda._ker(np.float32)
@@ -256,12 +257,12 @@ def launch_cost(n):
     bhn, S = cuda.device_array(H, np.float32), cuda.device_array((B, H), np.float32)
     fill = k.fill[1, K_.THREADS_1D]
     point = k.fwd_point[1, K_.THREADS_1D]
-    fast_fill = Launcher(k.fill, (1, K_.THREADS_1D), K_.SIM)
-    fast_point = Launcher(k.fwd_point, (1, K_.THREADS_1D), K_.SIM)
     cell = K_.CELL_ID["lstm"]
+    config = (1, K_.THREADS_1D)
     out = []
     for fn in (lambda: fill(a, 0), lambda: point(cell, 1, P, bhn, h0, h0, h, c, gates, c, S),
-               lambda: fast_fill(a, 0), lambda: fast_point(cell, 1, P, bhn, h0, h0, h, c, gates, c, S)):
+               lambda: launch(k.fill, config, (a, 0), K_.SIM),
+               lambda: launch(k.fwd_point, config, (cell, 1, P, bhn, h0, h0, h, c, gates, c, S), K_.SIM)):
         fn()
         gcuda.synchronize()
         t0 = time.perf_counter()
@@ -356,7 +357,7 @@ def section_products(configs, cells, repeats, tiny):
 def section_launches(configs, cells, repeats, tiny):
     plain, point, fast_plain, fast_point, alloc = launch_cost(2 if tiny else 500)
     print(f"\nhost time per launch: {plain:.1f} us (2 arguments), {point:.1f} us (fwd_point, 11 arguments); "
-          f"through gradlab's Launcher: {fast_plain:.1f} us and {fast_point:.1f} us; "
+          f"as gradlab launches them (_cuda_launch.launch): {fast_plain:.1f} us and {fast_point:.1f} us; "
           f"per device allocation (with its deferred free): {alloc:.1f} us")
 
 
