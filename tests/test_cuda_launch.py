@@ -138,3 +138,19 @@ def test_launchers_are_kept_per_kernel_configuration_and_signature():
     (only,) = [v for key, v in launch._CACHE.items() if key[2][0][3] == (8,) and key[2][1] is float]
     # three launches through it: on a GPU the third took the direct path (prepared at the second)
     assert only._calls == 3 if gcuda.simulating() else (only._calls == 2 and isinstance(only._packed, _Packed))
+
+
+def test_a_site_looks_its_launcher_up_once():
+    """A loop's launch site takes the kept Launcher of its first launch's signature and calls it from then on."""
+    cuda = gcuda.cuda_module()
+    K_, k = gcuda._ker(np.float64)
+    config = (1, K_.THREADS_1D)
+    launch._CACHE.clear()
+    site = launch.Site(k.fill, config, K_.SIM)
+    steps = [cuda.to_device(np.zeros(4)) for _ in range(3)]
+    for t, a in enumerate(steps):
+        site(a, float(t))
+    kept = launch.kept_launcher(k.fill, config, (steps[0], 0.0), K_.SIM)
+    assert site._launcher is kept and len(launch._CACHE) == 1
+    for t, a in enumerate(steps):
+        np.testing.assert_array_equal(a.copy_to_host(), float(t))

@@ -12,7 +12,8 @@ through the dispatcher (which compiles the kernel if needed), then packs the
 same fields into one reused parameter buffer with one
 :func:`struct.pack_into` and calls the driver's ``cuLaunchKernel`` itself, on
 the same (default) stream (8 µs and 13 µs for those two kernels). :func:`launch`
-keeps one Launcher per kernel, launch configuration and argument signature.
+keeps one Launcher per kernel, launch configuration and argument signature;
+a :class:`Site` looks it up once for all the steps of a time loop.
 
 It falls back to the dispatcher, for good, wherever it cannot do exactly what
 the dispatcher does: on the CUDA simulator, for argument types other than
@@ -30,7 +31,7 @@ import sys
 import threading
 from collections import OrderedDict
 
-__all__ = ["Launcher", "launch"]
+__all__ = ["Launcher", "Site", "kept_launcher", "launch"]
 
 _DRIVER = None
 _DRIVER_LOCK = threading.Lock()
@@ -196,9 +197,9 @@ def _signature(args) -> tuple:
     return tuple((type(a), a.dtype, a.shape, a.strides) if hasattr(a, "strides") else type(a) for a in args)
 
 
-def launch(kernel, config, args, simulated: bool) -> None:
-    """``kernel[config](*args)`` through a :class:`Launcher` kept for this kernel, configuration and
-    argument signature, so that a launch repeated across calls (same shapes) takes the direct path too."""
+def kept_launcher(kernel, config, args, simulated: bool) -> Launcher:
+    """The :class:`Launcher` kept for this kernel, configuration and the signature of ``args``, so that a
+    launch repeated across calls (same shapes) takes the direct path too."""
     key = (kernel, config, _signature(args))
     with _CACHE_LOCK:
         launcher = _CACHE.get(key)
@@ -206,4 +207,23 @@ def launch(kernel, config, args, simulated: bool) -> None:
             launcher = _CACHE[key] = Launcher(kernel, config, simulated)
             while len(_CACHE) > CACHE_ENTRIES:
                 _CACHE.popitem(last=False)
-    launcher(*args)
+    return launcher
+
+
+def launch(kernel, config, args, simulated: bool) -> None:
+    """``kernel[config](*args)`` through the kept :class:`Launcher` (see :func:`kept_launcher`)."""
+    kept_launcher(kernel, config, args, simulated)(*args)
+
+
+class Site:
+    """One launch site of a loop whose launches all pass arguments of one signature (the time loop's steps):
+    the kept :class:`Launcher` is looked up at the first launch and called directly at the others."""
+
+    def __init__(self, kernel, config, simulated: bool):
+        self.kernel, self.config, self.simulated = kernel, config, simulated
+        self._launcher = None
+
+    def __call__(self, *args):
+        if self._launcher is None:
+            self._launcher = kept_launcher(self.kernel, self.config, args, self.simulated)
+        self._launcher(*args)

@@ -41,7 +41,7 @@ import numpy as np
 
 from ..types import Grads, Params, Trace
 from .cells import CellSpec
-from ._cuda_launch import launch
+from ._cuda_launch import Site, launch
 
 #: How the time loop runs: "auto" (persistent for small H, one launch per step
 #: otherwise), "persistent", "stepwise" or "cooperative" (one launch, W_h spread
@@ -259,13 +259,12 @@ class _Product:
         self.parts = _scratch(cuda, role, (splits, M, N), dtype)
         self.first = self.parts[0]
         self.bias = _dummy(cuda, dtype, 1)
-        self.kernel, self.K_ = g, K_
-        self.config = ((_cdiv(N, tile.BN), _cdiv(M, tile.BM), splits), (tile.TN, tile.TM), 0,
-                       tile.shared_words * np.dtype(dtype).itemsize)
+        self.launch = Site(g, ((_cdiv(N, tile.BN), _cdiv(M, tile.BM), splits), (tile.TN, tile.TM), 0,
+                               tile.shared_words * np.dtype(dtype).itemsize), K_.SIM)
 
     def __call__(self, A, B, ta=False, tb=False):
-        _run(self.K_, self.kernel, self.config, A, B, self.first, self.parts, ta, tb, self.bias, False, False,
-             self.kchunk)
+        """Launch on operands of the signature of the first call (see :class:`._cuda_launch.Site`)."""
+        self.launch(A, B, self.first, self.parts, ta, tb, self.bias, False, False, self.kchunk)
         return self.parts
 
 
@@ -508,12 +507,12 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
         nc1 = 2 * H if gru else GH
         prod = _Product(cuda, K_, k, B, nc1, H, dtype)
         W1 = W_h[:nc1]
-        point = functools.partial(_run, K_, k.fwd_point, (_cdiv(B * H, threads), threads))
+        point = Site(k.fwd_point, (_cdiv(B * H, threads), threads), K_.SIM)
         S = _scratch(cuda, "S", (B, H), dtype) if gru else _dummy(cuda, dtype, 2)
         if gru:  # the candidate's product acts on s = r ⊙ h_{t-1}
             prod_n = _Product(cuda, K_, k, B, H, H, dtype, "parts_n")
             W_n = W_h[2 * H:]
-            point_n = functools.partial(_run, K_, k.fwd_point_gru_n, (_cdiv(B * H, threads), threads))
+            point_n = Site(k.fwd_point_gru_n, (_cdiv(B * H, threads), threads), K_.SIM)
         h_prev = [dh0] + [h[t] for t in range(T - 1)]
         for t in range(T):
             point(cell, t, prod(h_prev[t], W1, tb=True), b_hn, dh0, dc0, h, c, gates, hn, S)
@@ -609,11 +608,11 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
         W1 = W_h[:K1]
         rec = [DArec[t][:, :K1] for t in range(T)]
         grid = _cdiv(B * H, threads)
-        point = functools.partial(_run, K_, k.bwd_point, (grid, threads))
+        point = Site(k.bwd_point, (grid, threads), K_.SIM)
         if gru:  # ds = da_n W_hn
             prod_s = _Product(cuda, K_, k, B, H, H, dtype, "parts_n")
             W_n = W_h[2 * H:]
-            point_s = functools.partial(_run, K_, k.bwd_point_gru_s, (grid, threads))
+            point_s = Site(k.bwd_point_gru_s, (grid, threads), K_.SIM)
         for t in range(T - 1, -1, -1):
             P = prod(rec[t + 1], W1) if t < T - 1 else prod.parts  # no flow into the last step
             point(cell, t, P, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip, DA, DArec, part_h, part_c,
