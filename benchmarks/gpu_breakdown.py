@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import gradlab  # noqa: E402
-from gpu_compare import make_inputs, run_torch, timed, torch_cuda_available  # noqa: E402
+from gpu_compare import make_inputs, rel_err, run_torch, timed, torch_cuda_available  # noqa: E402
 from gradlab import validate  # noqa: E402
 from gradlab.kernels import cuda as gcuda  # noqa: E402
 from gradlab.kernels._cuda_launch import launch  # noqa: E402
@@ -158,8 +158,7 @@ def loops(cell, T, B, H, repeats):
         finally:
             gcuda.STRATEGY = "auto"
     out["auto"] = gcuda.time_loop(cell, B, H)
-    out["dx_diff"] = max((float(np.max(np.abs(d - dx[0]))) / max(float(np.max(np.abs(dx[0]))), 1e-30)
-                          for d in dx[1:]), default=float("nan"))
+    out["dx_diff"] = max((rel_err(d, dx[0]) for d in dx[1:]), default=float("nan"))
     return out
 
 
@@ -194,8 +193,8 @@ def step_plans(T, B, H, repeats, settings, cells):
                 g, _, t, _, _ = timed(fn, gcuda.synchronize, repeats, 3.0)
                 dx = g.x.copy_to_host()
                 ref = dx if ref is None else ref
-                diff = float(np.max(np.abs(dx - ref))) / max(float(np.max(np.abs(ref))), 1e-30)
-                rows.append((cell, setting, *(f"{pl[0].tile.BM}x{pl[0].tile.BN}/{pl[1]}" for pl in plans), t, diff))
+                rows.append((cell, setting, *(f"{pl[0].tile.BM}x{pl[0].tile.BN}/{pl[1]}" for pl in plans), t,
+                             rel_err(dx, ref)))
         finally:
             gcuda.STRATEGY = "auto"
             K_.STEP_TARGET_BLOCKS, K_.STEP_MIN_K_PART = default

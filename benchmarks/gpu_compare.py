@@ -71,6 +71,13 @@ def make_inputs(cell, T, B, H, dtype, seed=0):
     return p, x, np.ones((T, B, H), dtype)
 
 
+def rel_err(a, ref) -> float:
+    """The largest absolute difference of a from ref, relative to the largest magnitude in ref."""
+    ref = np.asarray(ref, np.float64)
+    scale = max(float(np.abs(ref).max()), np.finfo(np.float64).tiny)
+    return float(np.abs(np.asarray(a, np.float64) - ref).max() / scale)
+
+
 def timed(fn, sync, repeats, max_seconds):
     """First-call seconds, then the median and min of up to ``repeats`` calls (fewer past ``max_seconds``)."""
     t0 = time.perf_counter()
@@ -250,8 +257,7 @@ def main(argv=None) -> int:
                 torch_ms = results["torch-cudnn"][0]["median_ms"] if "torch-cudnn" in results else None
                 for name, (row, dx) in results.items():
                     if ref is not None and ref[1] is not dx:
-                        scale = max(np.abs(ref[1]).max(), np.finfo(np.float64).tiny)
-                        row["dx_rel_err"] = float(np.abs(dx.astype(np.float64) - ref[1]).max() / scale)
+                        row["dx_rel_err"] = rel_err(dx, ref[1])
                     if torch_ms:
                         row["vs_torch"] = torch_ms / row["median_ms"]
                     emit(row)
