@@ -51,7 +51,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import gradlab  # noqa: E402
-from gpu_compare import make_inputs, rel_err, run_torch, timed, torch_cuda_available  # noqa: E402
+from gpu_compare import (make_inputs, parse_configs, parse_names, rel_err, run_torch, timed,  # noqa: E402
+                         torch_cuda_available)
 from gradlab import validate  # noqa: E402
 from gradlab.kernels import cuda as gcuda  # noqa: E402
 from gradlab.kernels._cuda_launch import launch  # noqa: E402
@@ -65,14 +66,15 @@ COLUMNS = ("total", "forward", "backward", "validate_fwd", "validate_bwd", "fwd_
 
 
 def loop_kernels(cell, pd, dhd, T, B, H, dtype):
-    """Callables launching the bare persistent forward and backward kernels (None when the plan is stepwise)."""
+    """Callables launching the bare register or persistent forward and backward kernels (None when the plan is
+    stepwise or cooperative)."""
     cuda = gcuda.cuda_module()
     K_, k = gcuda._ker(dtype)
     spec = get_cell(cell)
     size = np.dtype(dtype).itemsize
     fplan = gcuda._plan(K_, spec, B, H, size, backward=False)
     bplan = gcuda._plan(K_, spec, B, H, size, backward=True)
-    if fplan[0] != "persistent" or bplan[0] != "persistent":
+    if fplan[0] not in ("persistent", "register") or bplan[0] != fplan[0]:
         return None, None
     GH = spec.num_gates * H
     gates = cuda.device_array((T, B, GH), dtype)
@@ -84,6 +86,11 @@ def loop_kernels(cell, pd, dhd, T, B, H, dtype):
     sq_h, sq_c = (cuda.device_array((T, B, H), dtype) for _ in range(2))
     dcflow = cuda.to_device(np.zeros((B, H), dtype))
     g_h0 = cuda.device_array((B, H), dtype)
+    if fplan[0] == "register":
+        fwd, bwd = gcuda._register_kernels(dtype, spec, H)[:2]
+        fwd, bwd = fwd[fplan[1], fplan[2]], bwd[bplan[1], bplan[2]]
+        return (lambda: fwd(pd.W_h, b_hn, h0, h0, h, c, gates, hn),
+                lambda: bwd(pd.W_h, dhd, gates, h, c, hn, h0, h0, 0.0, False, DA, DA, sq_h, sq_c, dcflow, g_h0))
     cid = K_.CELL_ID[cell]
     _, blocks, nt, BM, wshared, nbytes, S, S2 = fplan
     fwd = k.fwd_persistent[blocks, nt, 0, nbytes]
@@ -129,7 +136,7 @@ def breakdown(cell, T, B, H, repeats):
     return out
 
 
-LOOPS = ("persistent", "stepwise", "cooperative")
+LOOPS = ("register", "persistent", "stepwise", "cooperative")
 LOOP_CELLS = ("rnn_tanh", "gru", "gru_cudnn", "lstm")
 #: the comparison's shapes up to H = 512 (the range where the choice between loops is open)
 LOOP_CONFIGS = [(1000, 1, 32), (100, 8, 128), (100, 64, 128), (200, 32, 256), (100, 64, 512)]
@@ -278,7 +285,37 @@ def launch_cost(n):
     return out
 
 
-SECTIONS = ("time", "loops", "steps", "products", "launches")
+def host_profile(cell, T, B, H, calls, top):
+    """The host functions that take the most time over ``calls`` forward + backward calls (cProfile), as rows
+    (function, calls per call, own µs per call, cumulative µs per call), and the median ms of one call."""
+    import cProfile
+    import pstats
+
+    cuda = gcuda.cuda_module()
+    p, x, dh = make_inputs(cell, T, B, H, np.dtype(np.float32))
+    pd = gradlab.Params(**{k: cuda.to_device(v) for k, v in p.arrays().items()})
+    xd, dhd = cuda.to_device(x), cuda.to_device(dh)
+
+    def call():
+        return gradlab.backward(cell, pd, gradlab.forward(cell, pd, xd, backend="cuda"), dhd, backend="cuda")
+
+    median = timed(call, gcuda.synchronize, calls, 3.0)[2]
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        call()
+    gcuda.synchronize()
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    rows = []
+    for (path, line, name), (_, ncalls, own, cum, _) in stats.items():
+        where = f"{Path(path).name}:{line}({name})" if line else name
+        rows.append((where, ncalls / calls, own / calls * 1e6, cum / calls * 1e6))
+    rows.sort(key=lambda r: -r[2])
+    return rows[:top], median
+
+
+SECTIONS = ("time", "loops", "steps", "products", "launches", "profile")
 
 
 def header(columns):
@@ -293,59 +330,76 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help=f"which tables, comma-separated, in this order: {', '.join(SECTIONS)} (default: all)")
+    ap.add_argument("--configs", type=parse_configs, default=None,
+                    help="comma-separated TxBxH for every table, e.g. 1000x1x32,100x8x128 (default: each table's own)")
+    ap.add_argument("--cells", default=None, help="comma-separated cells for every table (default: each table's own)")
     args = ap.parse_args(argv)
+    only_cells = parse_names(ap, "--cells", args.cells, LOOP_CELLS)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown or not sections:
         ap.error(f"--sections: expected names from {', '.join(SECTIONS)}, got {args.sections!r}")
     gcuda.cuda_module()
-    configs, cells = (TINY_CONFIGS, TINY_CELLS) if args.tiny else (CONFIGS, CELLS)
     repeats = 1 if args.tiny else args.repeats
     tables = dict(time=section_time, loops=section_loops, steps=section_steps, products=section_products,
-                  launches=section_launches)
+                  launches=section_launches, profile=section_profile)
     for section in sections:
-        tables[section](configs, cells, repeats, args.tiny)
+        tables[section](Choice(args.tiny, args.configs, only_cells), repeats)
     return 0
 
 
-def section_time(configs, cells, repeats, tiny):
-    print("median ms, float32; loops: the bare persistent kernels; host work = forward + backward - validation - loops")
+class Choice:
+    """The configurations and cells a table runs: the tiny ones, those asked for, or the table's own."""
+
+    def __init__(self, tiny: bool, configs, cells):
+        self.tiny, self._configs, self._cells = tiny, configs, cells
+
+    def configs(self, default):
+        return TINY_CONFIGS if self.tiny else (self._configs or default)
+
+    def cells(self, default, tiny=("lstm",)):
+        return tiny if self.tiny else (self._cells or default)
+
+
+def section_time(choice, repeats):
+    print("median ms, float32; loops: the bare time-loop kernels (register or persistent); "
+          "host work = forward + backward - validation - loops")
     header(COLUMNS + ("host work",))
-    for (T, B, H) in configs:
-        for cell in cells:
+    for (T, B, H) in choice.configs(CONFIGS):
+        for cell in choice.cells(CELLS, TINY_CELLS):
             r = breakdown(cell, T, B, H, repeats)
             host = r["forward"] + r["backward"] - r["validate_fwd"] - r["validate_bwd"] - r["fwd_loop"] - r["bwd_loop"]
             cols = " | ".join(f"{r[c]:.3f}" for c in COLUMNS)
             print(f"| {cell} | {T} | {B} | {H} | {cols} | {host:.3f} |", flush=True)
 
 
-def section_loops(configs, cells, repeats, tiny):
+def section_loops(choice, repeats):
     print("\nforward + backward under each time loop, median ms, float32 ('-': the shape does not allow it)")
     missing = gcuda._cooperative_missing(gcuda._ker(np.float32)[0])
     if missing:
         print(f"(the cooperative loop cannot run here: {missing})")
     header(LOOPS + ("auto picks", "dx rel diff"))
-    for (T, B, H) in configs if tiny else LOOP_CONFIGS:
-        for cell in ("lstm",) if tiny else LOOP_CELLS:
+    for (T, B, H) in choice.configs(LOOP_CONFIGS):
+        for cell in choice.cells(LOOP_CELLS):
             r = loops(cell, T, B, H, repeats)
             cols = " | ".join("-" if r[c] != r[c] else f"{r[c]:.3f}" for c in LOOPS)
             print(f"| {cell} | {T} | {B} | {H} | {cols} | {r['auto']} | {r['dx_diff']:.1e} |", flush=True)
 
 
-def section_steps(configs, cells, repeats, tiny):
+def section_steps(choice, repeats):
     print("\nthe stepwise loop under each plan of its per-step products, float32 (plan: tile/K parts)")
     print("| cell | T | B | H | target blocks, min K part | forward product | backward product | ms | dx rel diff |")
     print("|---|---|---|---|---|---|---|---|---|")
-    settings = [(2, 4), (4, 2)] if tiny else STEP_SETTINGS
-    for (T, B, H) in configs if tiny else STEP_CONFIGS:
+    settings = [(2, 4), (4, 2)] if choice.tiny else STEP_SETTINGS
+    for (T, B, H) in choice.configs(STEP_CONFIGS):
         for cell, setting, fplan, bplan, t, diff in step_plans(T, B, H, repeats, settings,
-                                                             ("lstm",) if tiny else STEP_CELLS):
+                                                             choice.cells(STEP_CELLS)):
             print(f"| {cell} | {T} | {B} | {H} | {setting[0]}, {setting[1]} | {fplan} | {bplan} | {t:.3f} | "
                   f"{diff:.1e} |", flush=True)
 
 
-def section_products(configs, cells, repeats, tiny):
-    T, B, H = TINY_CONFIGS[0] if tiny else (100, 64, 512)
+def section_products(choice, repeats):
+    T, B, H = choice.configs([(100, 64, 512)])[0]
     print(f"\nproducts of the LSTM at (T, B, H) = ({T}, {B}, {H}), float32 (torch: cuBLAS, TF32 off)")
     print("| product | M | N | K | K parts | gradlab ms | gradlab TFLOP/s | torch TFLOP/s |")
     print("|---|---|---|---|---|---|---|---|")
@@ -353,11 +407,24 @@ def section_products(configs, cells, repeats, tiny):
         print(f"| {name} | {M} | {N} | {Kdim} | {parts} | {t:.3f} | {tf:.2f} | {ttf:.2f} |", flush=True)
 
 
-def section_launches(configs, cells, repeats, tiny):
-    plain, point, fast_plain, fast_point, alloc = launch_cost(2 if tiny else 500)
+def section_launches(choice, repeats):
+    plain, point, fast_plain, fast_point, alloc = launch_cost(2 if choice.tiny else 500)
     print(f"\nhost time per launch: {plain:.1f} us (2 arguments), {point:.1f} us (fwd_point, 11 arguments); "
           f"as gradlab launches them (_cuda_launch.launch): {fast_plain:.1f} us and {fast_point:.1f} us; "
           f"per device allocation (with its deferred free): {alloc:.1f} us")
+
+
+def section_profile(choice, repeats):
+    calls, top = (2, 5) if choice.tiny else (max(repeats, 50), 25)
+    for (T, B, H) in choice.configs(CONFIGS[:2]):
+        for cell in choice.cells(("lstm", "gru_cudnn")):
+            rows, median = host_profile(cell, T, B, H, calls, top)
+            print(f"\nhost profile of forward + backward, {cell} ({T}, {B}, {H}) float32, {calls} calls under "
+                  f"cProfile (median call without it: {median:.3f} ms); per call, by own time:")
+            print("| function | calls | own us | cumulative us |")
+            print("|---|---|---|---|")
+            for where, n, own, cum in rows:
+                print(f"| {where} | {n:g} | {own:.1f} | {cum:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

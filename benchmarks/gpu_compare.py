@@ -177,13 +177,41 @@ def write_markdown(rows, path: Path, meta: dict, complete: bool) -> None:
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
+def parse_configs(text: str) -> list[tuple[int, int, int]]:
+    """'1000x1x32,100x8x128' -> [(1000, 1, 32), (100, 8, 128)] (argparse type: a clear error otherwise)."""
+    try:
+        configs = [tuple(int(n) for n in item.lower().split("x")) for item in text.split(",") if item.strip()]
+    except ValueError:
+        configs = []
+    if not configs or any(len(c) != 3 or min(c) < 1 for c in configs):
+        raise argparse.ArgumentTypeError(f"expected comma-separated TxBxH with positive sizes, got {text!r}")
+    return configs
+
+
+def parse_names(ap, option: str, text: str | None, allowed) -> list[str] | None:
+    """A comma-separated list of names from ``allowed`` (None: no choice made); an argparse error otherwise."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        ap.error(f"{option}: expected names from {', '.join(allowed)}, got {text!r}")
+    return names
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="one tiny configuration (CI smoke run; works on the simulator)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "performance"), help="folder for gpu.md and gpu.csv")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--budget", type=float, default=330.0, help="seconds after which no new measurement starts")
+    ap.add_argument("--configs", type=parse_configs, default=None,
+                    help="comma-separated TxBxH, e.g. 1000x1x32,100x8x128 (default: all of the comparison's)")
+    ap.add_argument("--cells", default=None, help=f"comma-separated, from {', '.join(CELLS)} (default: all)")
+    ap.add_argument("--dtypes", default="float32,float64", help="comma-separated, from float32, float64")
     args = ap.parse_args(argv)
+    cells_arg = parse_names(ap, "--cells", args.cells, CELLS)
+    dtypes = parse_names(ap, "--dtypes", args.dtypes, ("float32", "float64"))
     deadline = time.monotonic() + args.budget
     out_dirs = [Path(args.out)]
     if os.environ.get("OUT") and not args.tiny:
@@ -193,6 +221,8 @@ def main(argv=None) -> int:
 
     gcuda.cuda_module()  # fail early and clearly without a GPU / simulator
     configs, cells = (TINY_CONFIGS, TINY_CELLS) if args.tiny else (CONFIGS, CELLS)
+    configs = args.configs or configs
+    cells = [c for c in cells if c in cells_arg] if cells_arg else cells
     repeats = 1 if args.tiny else args.repeats
     no_torch = torch_cuda_available()
     try:
@@ -226,7 +256,7 @@ def main(argv=None) -> int:
             f"{'' if row['median_ms'] is None else format(row['median_ms'], '.3f') + ' ms'} {row['note']}")
 
     for (T, B, H) in configs:
-        for dtype in ("float32", "float64"):
+        for dtype in dtypes:
             for cell in cells:
                 p, x, dh = make_inputs(cell, T, B, H, np.dtype(dtype))
                 plan = gcuda.time_loop(cell, B, H, np.dtype(dtype))

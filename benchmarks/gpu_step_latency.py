@@ -14,7 +14,9 @@ functions, and prints microseconds per step:
   registers, h to shared memory, two barriers;
 * ``memory``: the step's global traffic (the next step's four input
   projections loaded, the gates, c_t and h_t stored), two barriers;
-* ``full step``: ``fwd_persistent`` itself.
+* ``full step``: ``fwd_persistent`` itself;
+* ``full step, register loop``: ``fwd_register`` (:mod:`gradlab.kernels._cuda_register`), the loop
+  ``"auto"`` runs at this shape, for comparison.
 
 If the pieces add up to the full step, the chain is the whole story; what
 they leave unexplained is the interaction (the memory latency the prefetch
@@ -159,7 +161,11 @@ def measure(T, H, repeats):
     cuda = gcuda.cuda_module()
     K_, k = gcuda._ker(np.float32)
     spec = get_cell("lstm")
-    plan = gcuda._plan(K_, spec, 1, H, 4, backward=False)
+    strategy, gcuda.STRATEGY = gcuda.STRATEGY, "persistent"
+    try:
+        plan = gcuda._plan(K_, spec, 1, H, 4, backward=False)
+    finally:
+        gcuda.STRATEGY = strategy
     if plan[0] != "persistent" or not plan[4]:
         raise SystemExit(f"H = {H}: the forward does not run persistent with W_h in shared memory ({plan})")
     _, blocks, nt, BM, wshared, nbytes, S, S2 = plan
@@ -183,6 +189,8 @@ def measure(T, H, repeats):
         "full step": lambda: k.fwd_persistent[blocks, nt, 0, nbytes](cell, W, W, wshared, b_hn, h0, h0, h, c, gates,
                                                                       hn, BM, S, S2),
     }
+    fwd_register, _, rnt = gcuda._register_kernels(np.float32, spec, H)
+    pieces["full step, register loop"] = lambda: fwd_register[1, rnt](W, b_hn, h0, h0, h, c, gates, hn)
     result = {name: per_step_us(fn, T, repeats) for name, fn in pieces.items()}
     result["threads"], result["S"] = nt, S
     return result

@@ -2,8 +2,8 @@
 
 By default these run on the CUDA simulator (tests/conftest.py sets
 NUMBA_ENABLE_CUDASIM=1 unless it is already set), with the simulator's tiny
-tiles and thread counts, so both time-loop strategies (persistent and one
-launch per step), partial tiles and several blocks are all exercised. On a
+tiles and thread counts, so every time loop (register, persistent, one
+launch per step, cooperative), partial tiles and several blocks are all exercised. On a
 machine with an NVIDIA GPU, ``NUMBA_ENABLE_CUDASIM=0 pytest tests/test_cuda.py``
 runs the same tests on the device, plus the ones marked ``gpu``
 (scripts/gpu_check.sh does this).
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CELLS = gradlab.CELL_NAMES
 FIELDS = ("W_x", "W_h", "b", "b_hn", "x", "h0", "c0", "dh_norm", "dc_norm")
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
-STRATEGIES = ("persistent", "stepwise", "cooperative")
+STRATEGIES = ("register", "persistent", "stepwise", "cooperative")
 
 AVAILABLE = gcuda.available()
 SIM = AVAILABLE and gcuda.simulating()
@@ -97,6 +97,39 @@ def test_agrees_with_reference(cell, dtype, strategy):
 
 
 @needs_cuda
+def test_register_plan(monkeypatch):
+    """"auto" takes the register loop for the cells with one product a step up to its largest H, one block
+    per sequence; elsewhere both plan as "persistent" does."""
+    from gradlab.kernels import _cuda_register
+
+    K_, _ = gcuda._ker(np.float32)
+    top = _cuda_register.MAX_H
+    for strategy in ("auto", "register"):
+        monkeypatch.setattr(gcuda, "STRATEGY", strategy)
+        for cell in CELLS:
+            spec = get_cell(cell)
+            for H in (1, 9, top, top + 1):
+                plan = gcuda._plan(K_, spec, 7, H, 4, backward=True)
+                if cell != "gru" and H <= top:
+                    pw, threads = _cuda_register.layout(spec.num_gates, H)
+                    assert plan == ("register", 7, threads), (cell, H, plan)
+                    assert threads % _cuda_register.LANES == 0 and threads // _cuda_register.LANES * pw >= H
+                else:  # (persistent where it fits: the simulator's persistent blocks are small)
+                    assert plan[0] == ("persistent" if H <= K_.PERSISTENT_MAX_THREADS else "stepwise"), (cell, H, plan)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", ["rnn_relu", "gru_simple", "gru_cudnn", "lstm"])
+def test_register_loop_edges(cell, dtype, monkeypatch):
+    """The register loop at one step, at one hidden unit, and with the initial states and ∂L/∂c_T given."""
+    monkeypatch.setattr(gcuda, "STRATEGY", "register")
+    for T, B, H in ((1, 2, 5), (3, 2, 1)):
+        assert gcuda.time_loop(cell, B, H, dtype) == "register"
+        assert_agree(cell, make_problem(cell, T, B, 2, H, dtype=dtype, seed=T + H, scale=1.5), dtype, clip_step=0.4)
+
+
+@needs_cuda
 @pytest.mark.parametrize("cell", CELLS)
 def test_persistent_split_products(cell, monkeypatch):
     """Dot products split over several threads (uneven parts, one sequence per block) agree with the reference."""
@@ -151,6 +184,7 @@ def test_unknown_strategy(monkeypatch):
 
 @needs_cuda
 @pytest.mark.parametrize(("cell", "strategy"), [(c, "persistent") for c in CELLS]
+                         + [(c, "register") for c in CELLS if c != "gru"]
                          + [(c, s) for c in ("gru", "lstm") for s in ("stepwise", "cooperative")],
                          indirect=["strategy"])
 def test_clip_step_and_records(cell, strategy):
@@ -424,22 +458,26 @@ def check_breakdown(text):
         cells = r.strip("| ").split(" | ")
         assert all(float(v) > 0 for v in cells[4:11]), r
     assert [r.split(" | ")[0][2:] for r in loops] == ["lstm"], text
-    for r in loops:  # the tiny shape allows all three time loops
+    for r in loops:  # the tiny shape allows all four time loops
         cells = r.strip("| ").split(" | ")
-        assert all(float(v) > 0 for v in cells[4:7]) and cells[7] in ("persistent", "stepwise"), r
-        assert float(cells[8]) < 1e-5, r  # the loops agree
+        assert all(float(v) > 0 for v in cells[4:8]) and cells[8] == "register", r
+        assert float(cells[9]) < 1e-5, r  # the loops agree
     plans = [r.strip("| ").split(" | ") for r in steps]  # two settings, the second cuts K into more parts
     assert len(plans) == 2 and plans[0][5] != plans[1][5] and all(float(c[7]) > 0 for c in plans), text
     assert float(plans[0][8]) == 0 and float(plans[1][8]) < 1e-5, text
     assert len(prods) == 5 and all(float(r.strip("| ").split(" | ")[5]) > 0 for r in prods), text
     assert "host time per launch" in text
+    profile = [block for block in text.split("\n\n") if block.startswith("host profile of forward + backward")]
+    assert len(profile) == 1, text
+    calls = [line.strip("| ").split(" | ") for line in profile[0].splitlines()[3:]]
+    assert len(calls) == 5 and all(float(c[2]) > 0 and float(c[3]) >= float(c[2]) for c in calls), profile
 
 
 def check_step_latency(text):
     """The table of ``gpu_step_latency.py --tiny``: every piece of a step timed."""
     rows = dict(line.strip("| ").split(" | ") for line in text.splitlines() if line.startswith("| ")
                 and not line.startswith("| piece") and not line.startswith("|---"))
-    assert list(rows) == ["barriers", "product", "gate math", "memory", "full step"], text
+    assert list(rows) == ["barriers", "product", "gate math", "memory", "full step", "full step, register loop"], text
     assert all(float(v) > 0 for v in rows.values()), rows
 
 
@@ -455,7 +493,7 @@ def check_step_latency(text):
 @pytest.mark.parametrize("cell", CELLS)
 def test_gpu_agrees_at_real_shapes(cell, dtype, strategy):
     for T, B, D, H in ((30, 7, 20, 40), (6, 67, 33, 300)):
-        if strategy == "persistent" and H > 256:
+        if strategy in ("register", "persistent") and H > 256:
             continue
         assert_agree(cell, make_problem(cell, T, B, D, H, dtype=dtype, seed=7, scale=1.1), dtype, clip_step=0.5)
 

@@ -43,12 +43,14 @@ from ..types import Grads, Params, Trace
 from .cells import CellSpec
 from ._cuda_launch import Site, launch
 
-#: How the time loop runs: "auto" (persistent for small H, one launch per step
-#: otherwise), "persistent", "stepwise" or "cooperative" (one launch, W_h spread
-#: over the blocks, a grid barrier between steps; where the shape does not suit
-#: it, stepwise). Tests and benchmarks set it.
+#: How the time loop runs: "auto" (register for the smallest H, persistent up
+#: to PERSISTENT_MAX_H, one launch per step above), "register" (one block per
+#: sequence, W_h in registers, compiled for the cell and H; where the shape does
+#: not suit it, persistent), "persistent", "stepwise" or "cooperative" (one
+#: launch, W_h spread over the blocks, a grid barrier between steps; where the
+#: shape does not suit it, stepwise). Tests and benchmarks set it.
 STRATEGY = "auto"
-STRATEGIES = ("auto", "persistent", "stepwise", "cooperative")
+STRATEGIES = ("auto", "register", "persistent", "stepwise", "cooperative")
 
 #: Largest H for which "auto" picks the persistent kernels.
 PERSISTENT_MAX_H = 256
@@ -326,7 +328,8 @@ def _pow2_split(work: int, nt: int, length: int, min_part: int) -> int:
 def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
     """Choose the persistent, cooperative or stepwise kernels, and their launch shapes.
 
-    Returns ("persistent", blocks, threads, BM, wshared, shared_bytes, S, S2),
+    Returns ("register", blocks, threads) (:mod:`._cuda_register`),
+    ("persistent", blocks, threads, BM, wshared, shared_bytes, S, S2),
     ("cooperative", ...) (see :func:`_coop_plan`) or ("stepwise",) (one
     product launch and one pointwise launch per step). A persistent block
     owns BM batch rows, one thread per hidden unit of them at least; each dot
@@ -339,8 +342,12 @@ def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
     strategy = STRATEGY
     if strategy not in STRATEGIES:
         raise ValueError(f"gradlab.kernels.cuda.STRATEGY must be one of {STRATEGIES}, got {strategy!r}")
-    if strategy == "auto":
-        strategy = "persistent" if H <= PERSISTENT_MAX_H else "stepwise"
+    if strategy in ("auto", "register"):
+        from . import _cuda_register
+
+        if _cuda_register.supports(spec.name, H, G):
+            return ("register", B, _cuda_register.layout(G, H)[1])
+        strategy = "persistent" if strategy == "register" or H <= PERSISTENT_MAX_H else "stepwise"
     if strategy == "cooperative":
         missing = _cooperative_missing(K_)
         if missing:
@@ -371,6 +378,13 @@ def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
             nbytes = (words + (GH * H if wshared else 0)) * itemsize
             return ("persistent", _cdiv(B, BM), nt, BM, wshared, nbytes, S, S2)
     return ("stepwise",)
+
+
+def _register_kernels(dtype, spec: CellSpec, H: int):
+    """The register loop's (forward, backward, threads), compiled for this dtype, cell and H."""
+    from ._cuda_register import register_kernels
+
+    return register_kernels(np.dtype(dtype).type, spec.name, H, spec.num_gates)
 
 
 _SM_COUNT: dict = {}
@@ -439,7 +453,7 @@ def _coop_plan(K_, G: int, B: int, H: int, itemsize: int, backward: bool):
 
 
 def time_loop(cell: str, B: int, H: int, dtype=np.float32) -> str:
-    """Which time loop the forward pass runs for this shape: "persistent", "stepwise" or "cooperative"."""
+    """Which time loop the forward pass runs for this shape: "register", "persistent", "stepwise" or "cooperative"."""
     from .cells import get_cell
 
     K_, _ = _ker(dtype)
@@ -487,7 +501,11 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
     _gemm(cuda, K_, k, dx.reshape(T * B, D), W_x, gates.reshape(T * B, GH), tb=True, bias=b)
 
     plan = _plan(K_, spec, B, H, dtype.itemsize, backward=False)
-    if plan[0] == "persistent":
+    if plan[0] == "register":
+        _, blocks, threads = plan
+        fwd = _register_kernels(dtype, spec, H)[0]
+        _run(K_, fwd, (blocks, threads), W_h, b_hn, dh0, dc0, h, c, gates, hn)
+    elif plan[0] == "persistent":
         _, blocks, threads, BM, wshared, nbytes, S, S2 = plan
         if wshared:  # the kernel loads W_h^T into shared memory itself
             WT = _dummy(cuda, dtype, 2)
@@ -590,7 +608,12 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     # part_h[t, b, :] (part_c) receive squares whose sum is ‖∂L/∂h_t‖² (‖∂L/∂c_t‖²) of sequence b
     part_h = _scratch(cuda, "part_h", (T, B, H), dtype)
     part_c = _scratch(cuda, "part_c", (T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
-    if plan[0] == "persistent":
+    if plan[0] == "register":
+        _, blocks, nt = plan
+        bwd = _register_kernels(dtype, spec, H)[1]
+        _run(K_, bwd, (blocks, nt), W_h, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,
+             DA, DArec, part_h, part_c, dcflow, g_h0)
+    elif plan[0] == "persistent":
         _, blocks, nt, BM, wshared, nbytes, S, S2 = plan
         _run(K_, k.bwd_persistent, (blocks, nt, 0, nbytes),
              cell, W_h, wshared, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,

@@ -1,0 +1,278 @@
+"""The register time loop of the ``"cuda"`` backend: W_h held in registers, one block per sequence.
+
+For small hidden sizes a time step is a chain of dependent operations in a
+handful of warps, so its cost is the latency of that chain, not arithmetic.
+These kernels are compiled for one cell and one hidden size H (both
+compile-time constants), so every loop over H unrolls and each thread keeps
+its share of W_h in registers for the whole sweep: a step's dot products read
+only the broadcast state from shared memory, at addresses known when the
+kernel compiles.
+
+Layout (the same in both directions). A warp serves ``PW = LANES // G``
+hidden units, the G gate blocks of each: lane ``l`` of warp ``w`` is gate block
+``g = l // PW`` of unit ``j = w * PW + l % PW``; lanes beyond ``G * PW`` and
+units beyond H idle. The lane with ``g = 0`` owns unit j: its state (c_t, the
+direct path, ∂L/∂c) lives in its registers and it runs the gate math
+(:func:`gradlab.kernels._cuda_kernels.kernels`' ``fwd_elem`` / ``bwd_elem``,
+the shared pointwise functions). Because the G values a unit needs come from
+lanes of its own warp, a step takes one warp barrier and one block barrier.
+
+* forward, step t: lane (g, j) computes z = Σ_k W_h[gH + j, k] h_{t-1}[k] from
+  its row of W_h; the unit lane applies the gate math and writes h_t into the
+  other half of a double buffer.
+* backward, step t: lane (g, j) computes the part Σ_k DArec_{t+1}[kG + g]
+  W_h[kG + g, j] of ∂L/∂h_t's recurrent term from its strided slice of W_h's
+  column j (consecutive lanes read consecutive words: no bank conflicts); the
+  unit lane adds the G parts in order, then the gate gradients.
+
+Every sum runs in a fixed order, so results do not change from run to run. The
+full ``gru`` (two products a step, the second on r ⊙ h_{t-1}) is left to the
+persistent loop.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from numba import cuda
+
+from . import _cuda_kernels as K_
+from ._cuda_kernels import GRU, GRU_CUDNN, LSTM, SIM, U, U0, U1
+
+#: Lanes of a warp: 32 on a GPU. The simulator has no warps (and no syncwarp):
+#: there a "warp" is 8 threads synchronised with a block barrier, so that tiny
+#: shapes still take several of them.
+LANES = 8 if SIM else 32
+
+#: Largest H the register loop takes: its threads hold H words of W_h each.
+MAX_H = 64
+
+#: The cells it runs (the full ``gru`` needs two products a step).
+CELLS = ("rnn_tanh", "rnn_relu", "gru_simple", "gru_cudnn", "lstm")
+
+
+def layout(G: int, H: int) -> tuple[int, int]:
+    """(units per warp, threads per block) for G gate blocks of H units."""
+    pw = LANES // G
+    return pw, -(-H // pw) * LANES
+
+
+def supports(cell: str, H: int, G: int) -> bool:
+    """Whether the register loop runs this cell at this hidden size."""
+    return cell in CELLS and H <= MAX_H and G <= LANES
+
+
+@lru_cache(maxsize=None)
+def register_kernels(dtype, cell: str, H: int, G: int):
+    """(fwd_register, bwd_register, threads) for one dtype, cell and hidden size."""
+    k = K_.kernels(np.dtype(dtype).type)
+    fwd_elem, bwd_elem, load_gates = k.fwd_elem, k.bwd_elem, k.load_gates
+    dt = np.dtype(dtype).type
+    if SIM:
+        at = np.dtype(dtype)
+    else:
+        from numba import from_dtype
+
+        at = from_dtype(np.dtype(dtype))
+    zero = dt(0)
+    CELL = K_.CELL_ID[cell]
+    lstm, cudnn = CELL == LSTM, CELL == GRU_CUDNN
+    assert CELL != GRU
+    GH = G * H
+    PW, NT = layout(G, H)
+    H4 = H - H % 4
+    H2, GH2 = 2 * H, 2 * GH  # shared-array sizes must be constants, not expressions
+    UH, UGH, UG, UPW = U(H), U(GH), U(G), U(PW)
+
+    @cuda.jit(device=True)
+    def sync_warp():
+        """Order the shared-memory traffic of one warp's lanes (a block barrier on the simulator)."""
+        if SIM:
+            cuda.syncthreads()
+        else:
+            cuda.syncwarp()
+
+    @cuda.jit(device=True)
+    def lane():
+        """This thread's (gate block g, unit j, whether it has a unit, whether it owns it, warp base)."""
+        tid = U(cuda.threadIdx.x)
+        w = tid // U(LANES)
+        ln = tid % U(LANES)
+        g = ln // UPW
+        j = w * UPW + ln % UPW
+        return g, j, g < UG and j < UH, g == U0 and j < UH, w * U(LANES) + ln % UPW
+
+    @cuda.jit(device=True)
+    def dot(w, v, base, stride, offset):
+        """Σ_{k<H} w[k] v[base + k*stride + offset] (constant stride and offset), in four interleaved sums."""
+        s0 = zero
+        s1 = zero
+        s2 = zero
+        s3 = zero
+        for k in range(0, H4, 4):
+            s0 += w[k] * v[base + U(k * stride + offset)]
+            s1 += w[k + 1] * v[base + U((k + 1) * stride + offset)]
+            s2 += w[k + 2] * v[base + U((k + 2) * stride + offset)]
+            s3 += w[k + 3] * v[base + U((k + 3) * stride + offset)]
+        for k in range(H4, H):
+            s0 += w[k] * v[base + U(k * stride + offset)]
+        return (s0 + s1) + (s2 + s3)
+
+    @cuda.jit(device=True)
+    def parts(p, base):
+        """p[base] + p[base + PW] + … over the G gate lanes of a unit, in order."""
+        v = p[base]
+        for g in range(1, G):
+            v += p[base + U(g * PW)]
+        return v
+
+    @cuda.jit
+    def fwd_register(W, bhn, h0, c0, h, c, gates, hn):
+        """Forward over all T steps of sequence blockIdx.x (see the module docstring)."""
+        T = gates.shape[0]
+        b = U(cuda.blockIdx.x)
+        tid = U(cuda.threadIdx.x)
+        g, j, active, unit, base = lane()
+        w = cuda.local.array(H, at)
+        hs = cuda.shared.array(H2, at)
+        zs = cuda.shared.array(NT, at)
+        gl = cuda.local.array(4, at)
+        cl = cuda.local.array(1, at)
+        hnl = cuda.local.array(1, at)
+        if active:
+            row = g * UH + j
+            for kk in range(H):
+                w[kk] = W[row, U(kk)]
+        x0 = zero
+        x1 = zero
+        x2 = zero
+        x3 = zero
+        cst = zero
+        bj = zero
+        if unit:
+            hs[j] = h0[b, j]
+            if lstm:
+                cst = c0[b, j]
+            if cudnn:
+                bj = bhn[j]
+            x0, x1, x2, x3 = load_gates(gates, U0, b, j, UH, G)
+        cuda.syncthreads()
+        for t in range(T):
+            ut = U(t)
+            cur = (ut & U1) * UH
+            if active:
+                zs[tid] = dot(w, hs, cur, 1, 0)
+            sync_warp()
+            if unit:
+                gl[0] = x0
+                gl[1] = x1
+                gl[2] = x2
+                gl[3] = x3
+                z1 = zs[base + UPW] if G > 1 else zero
+                z2 = zs[base + U(2 * PW)] if G > 2 else zero
+                z3 = zs[base + U(3 * PW)] if G > 3 else zero
+                v = fwd_elem(CELL, 1, 0, gl, zs[base], z1, z2, z3, hs[cur + j], cst, bj, cl, hnl)
+                hs[UH - cur + j] = v
+                h[ut, b, j] = v
+                if lstm:
+                    cst = cl[0]
+                    c[ut, b, j] = cst
+                if cudnn:
+                    hn[ut, b, j] = hnl[0]
+                for gg in range(G):
+                    gates[ut, b, U(gg * H) + j] = gl[gg]
+                if t + 1 < T:  # the next step's input projections, loaded while this one finishes
+                    x0, x1, x2, x3 = load_gates(gates, ut + U1, b, j, UH, G)
+            cuda.syncthreads()
+
+    @cuda.jit
+    def bwd_register(W, dh, gates, h, c, hn, h0, c0, bound, do_clip, DA, DArec, sq_h, sq_c, dcflow, dh0):
+        """The backward sweep t = T-1 … 0 of sequence blockIdx.x, and ∂L/∂h_0 (see the module docstring).
+
+        ``sq_h`` (``sq_c``) receive the squared total ∂L/∂h_t (∂L/∂c_t) of every
+        unit; ``dcflow`` holds ∂L/∂c_T on entry and ∂L/∂c_0 on exit.
+        """
+        T = gates.shape[0]
+        b = U(cuda.blockIdx.x)
+        tid = U(cuda.threadIdx.x)
+        g, j, active, unit, base = lane()
+        w = cuda.local.array(H, at)
+        ds = cuda.shared.array(GH2, at)
+        ps = cuda.shared.array(NT, at)
+        gl = cuda.local.array(4, at)
+        dal = cuda.local.array(4, at)
+        darl = cuda.local.array(4, at)
+        if active:
+            for kk in range(H):
+                w[kk] = W[U(kk * G) + g, j]
+        g0 = zero
+        g1 = zero
+        g2 = zero
+        g3 = zero
+        dhv = zero
+        hpv = zero
+        cpv = zero
+        ctv = zero
+        hnv = zero
+        direct = zero
+        dcf = zero
+        if unit:  # the trace values of step T-1
+            ut = U(T - 1)
+            dhv = dh[ut, b, j]
+            g0, g1, g2, g3 = load_gates(gates, ut, b, j, UH, G)
+            hpv = h0[b, j] if T == 1 else h[ut - U1, b, j]
+            if lstm:
+                dcf = dcflow[b, j]
+                ctv = c[ut, b, j]
+                cpv = c0[b, j] if T == 1 else c[ut - U1, b, j]
+            if cudnn:
+                hnv = hn[ut, b, j]
+        for t in range(T - 1, -1, -1):
+            ut = U(t)
+            cur = (ut & U1) * UGH
+            if active and t < T - 1:
+                ps[tid] = dot(w, ds, UGH - cur + g, G, 0)
+            sync_warp()
+            if unit:
+                tot = dhv + direct
+                if t < T - 1:
+                    tot += parts(ps, base)
+                sq_h[ut, b, j] = tot * tot
+                gl[0] = g0
+                gl[1] = g1
+                gl[2] = g2
+                gl[3] = g3
+                dc2, direct, dcp = bwd_elem(CELL, 1, 0, tot, gl, dal, darl, hpv, cpv, ctv, hnv, dcf, bound, do_clip)
+                if lstm:
+                    dcf = dcp
+                    sq_c[ut, b, j] = dc2
+                for gg in range(G):
+                    ug = U(gg * H) + j
+                    DA[ut, b, ug] = dal[gg]
+                    if cudnn:
+                        DArec[ut, b, ug] = darl[gg]
+                        ds[cur + ug] = darl[gg]
+                    else:
+                        ds[cur + ug] = dal[gg]
+                if t > 0:  # the next step's trace values, loaded while this one finishes
+                    tp = ut - U1
+                    dhv = dh[tp, b, j]
+                    g0, g1, g2, g3 = load_gates(gates, tp, b, j, UH, G)
+                    hpv = h0[b, j] if t == 1 else h[tp - U1, b, j]
+                    if lstm:
+                        ctv = cpv
+                        cpv = c0[b, j] if t == 1 else c[tp - U1, b, j]
+                    if cudnn:
+                        hnv = hn[tp, b, j]
+            cuda.syncthreads()
+        # ∂L/∂h_0 = DArec_0 W_h + the direct path, and ∂L/∂c_0
+        if active:
+            ps[tid] = dot(w, ds, g, G, 0)
+        sync_warp()
+        if unit:
+            dh0[b, j] = parts(ps, base) + direct
+            if lstm:
+                dcflow[b, j] = dcf
+
+    return fwd_register, bwd_register, NT
