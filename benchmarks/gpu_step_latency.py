@@ -15,8 +15,9 @@ functions, and prints microseconds per step:
 * ``memory``: the step's global traffic (the next step's four input
   projections loaded, the gates, c_t and h_t stored), two barriers;
 * ``full step``: ``fwd_persistent`` itself;
-* ``full step, register loop``: ``fwd_register`` (:mod:`gradlab.kernels._cuda_register`), the loop
-  ``"auto"`` runs at this shape, for comparison.
+* ``register loop, forward (backward) step, loads 1 (2) ahead``: a step of ``fwd_register``
+  (``bwd_register``) of :mod:`gradlab.kernels._cuda_register`, the loop ``"auto"`` runs at this shape, for
+  comparison, with its loads from global memory issued one or two steps ahead.
 
 If the pieces add up to the full step, the chain is the whole story; what
 they leave unexplained is the interaction (the memory latency the prefetch
@@ -189,8 +190,16 @@ def measure(T, H, repeats):
         "full step": lambda: k.fwd_persistent[blocks, nt, 0, nbytes](cell, W, W, wshared, b_hn, h0, h0, h, c, gates,
                                                                       hn, BM, S, S2),
     }
-    fwd_register, _, rnt = gcuda._register_kernels(np.float32, spec, H)
-    pieces["full step, register loop"] = lambda: fwd_register[1, rnt](W, b_hn, h0, h0, h, c, gates, hn)
+    from gradlab.kernels._cuda_register import register_kernels
+
+    DA, sq = cuda.device_array((T, 1, GH), np.float32), cuda.device_array((T, 1, H), np.float32)
+    dcf, g_h0 = cuda.to_device(np.zeros((1, H), np.float32)), cuda.device_array((1, H), np.float32)
+    for ahead in (1, 2):
+        fwd, bwd, rnt = register_kernels(np.float32, "lstm", H, 4, ahead)
+        pieces[f"register loop, forward step, loads {ahead} ahead"] = (
+            lambda fwd=fwd, rnt=rnt: fwd[1, rnt](W, b_hn, h0, h0, h, c, gates, hn))
+        pieces[f"register loop, backward step, loads {ahead} ahead"] = (
+            lambda bwd=bwd, rnt=rnt: bwd[1, rnt](W, h, gates, h, c, hn, h0, h0, 0.0, False, DA, DA, sq, sq, dcf, g_h0))
     result = {name: per_step_us(fn, T, repeats) for name, fn in pieces.items()}
     result["threads"], result["S"] = nt, S
     return result

@@ -65,6 +65,23 @@ def test_packs_each_field_into_its_own_slot():
     assert second[9:14] == [8, False, 0.5, 3.0, 1] and second[-1] == 4
 
 
+def test_packs_a_view_as_its_array():
+    """A View is packed with its own address, shape and strides, and an empty one with a null address, as
+    numba passes an empty array."""
+    from numba.cuda import types
+
+    from gradlab.kernels._cuda_views import View
+
+    formats = _slot_formats((types.Array(types.float64, 2, "A"),))
+    seen = []
+    stand_in = SimpleNamespace(launch=lambda *a: seen.append(read_slots(a[9], formats)) or 0, context=lambda: 0xC0)
+    packed = _Packed(1, 0xC0, formats, (1, 1, 1), (1, 1, 1), 0, stand_in)
+    whole = View(None, 0x40000, 0, (6, 8), (64, 8), np.dtype(np.float64))
+    assert packed((whole[2:5, 3:7],)) and packed((whole[2:2, :],))
+    assert seen[0] == [0, 0, 12, 8, 0x40000 + 2 * 64 + 3 * 8, 3, 4, 64, 8]
+    assert seen[1] == [0, 0, 0, 8, 0, 0, 8, 64, 8]
+
+
 def test_driver_error_is_raised():
     from numba.cuda import types
 

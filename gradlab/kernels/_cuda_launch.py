@@ -31,6 +31,8 @@ import sys
 import threading
 from collections import OrderedDict
 
+from ._cuda_views import View, real
+
 __all__ = ["Launcher", "Site", "kept_launcher", "launch"]
 
 _DRIVER = None
@@ -109,7 +111,8 @@ class _Packed:
         values = []
         for is_array, a in zip(self.arrays, args):
             if is_array:
-                values += (0, 0, a.size, a.dtype.itemsize, a.device_ctypes_pointer.value or 0, *a.shape, *a.strides)
+                ptr = a.ptr if type(a) is View else (a.device_ctypes_pointer.value or 0)
+                values += (0, 0, a.size, a.dtype.itemsize, ptr, *a.shape, *a.strides)
             else:
                 values.append(a)
         with self.lock:  # the buffer is read by the driver during the call, then free
@@ -140,7 +143,8 @@ class Launcher:
 
     Every call must pass arguments of the types of the first call (the same
     dtypes, dimensions and memory layouts, integers where there were
-    integers): the compiled overload is looked up once. The first two calls
+    integers): the compiled overload is looked up once. Arrays may be numba
+    device arrays or :class:`~gradlab.kernels._cuda_views.View` s of them. The first two calls
     launch through the dispatcher (the direct path is prepared at the second,
     so a call site that launches once pays nothing for it), and so does every
     call where the direct path is not available.
@@ -156,6 +160,7 @@ class Launcher:
         packed = self._packed
         if packed and packed(args):
             return
+        args = [real(a) for a in args]
         self.kernel[self.config](*args)
         self._calls += 1
         if self._calls >= 2 and self._packed is None:

@@ -38,7 +38,7 @@ import numpy as np
 from numba import cuda
 
 from . import _cuda_kernels as K_
-from ._cuda_kernels import GRU, GRU_CUDNN, LSTM, SIM, U, U0, U1
+from ._cuda_kernels import GRU, GRU_CUDNN, LSTM, SIM, U, U0, U1, U2
 
 #: Lanes of a warp: 32 on a GPU. The simulator has no warps (and no syncwarp):
 #: there a "warp" is 8 threads synchronised with a block barrier, so that tiny
@@ -63,9 +63,18 @@ def supports(cell: str, H: int, G: int) -> bool:
     return cell in CELLS and H <= MAX_H and G <= LANES
 
 
+#: How many steps ahead a unit's loads from global memory are issued (1 or 2): a step is shorter than the
+#: latency of a load from memory, so loading one step ahead may leave some of it on the chain.
+AHEAD = 2
+
+
 @lru_cache(maxsize=None)
-def register_kernels(dtype, cell: str, H: int, G: int):
-    """(fwd_register, bwd_register, threads) for one dtype, cell and hidden size."""
+def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 2):
+    """(fwd_register, bwd_register, threads) for one dtype, cell and hidden size, loading ``ahead`` steps
+    ahead (see AHEAD)."""
+    if ahead not in (1, 2):
+        raise ValueError(f"ahead: expected 1 or 2, got {ahead}")
+    AHEAD = ahead  # noqa: N806 (a constant of the kernels)
     k = K_.kernels(np.dtype(dtype).type)
     fwd_elem, bwd_elem, load_gates = k.fwd_elem, k.bwd_elem, k.load_gates
     dt = np.dtype(dtype).type
@@ -127,6 +136,27 @@ def register_kernels(dtype, cell: str, H: int, G: int):
             v += p[base + U(g * PW)]
         return v
 
+    @cuda.jit(device=True)
+    def fwd_values(gates, t, b, j):
+        """What step t of the forward reads from global memory: the input projections of unit j."""
+        return load_gates(gates, t, b, j, UH, G)
+
+    @cuda.jit(device=True)
+    def bwd_values(dh, gates, h, c, hn, h0, c0, t, b, j):
+        """What step t of the backward reads from global memory for unit j: dh_t, the gates, h_{t-1}, c_t,
+        c_{t-1} and hn_t (zero where the cell has none)."""
+        g0, g1, g2, g3 = load_gates(gates, t, b, j, UH, G)
+        hp = h0[b, j] if t == U0 else h[t - U1, b, j]
+        ct = zero
+        cp = zero
+        hnv = zero
+        if lstm:
+            ct = c[t, b, j]
+            cp = c0[b, j] if t == U0 else c[t - U1, b, j]
+        if cudnn:
+            hnv = hn[t, b, j]
+        return dh[t, b, j], g0, g1, g2, g3, hp, ct, cp, hnv
+
     @cuda.jit
     def fwd_register(W, bhn, h0, c0, h, c, gates, hn):
         """Forward over all T steps of sequence blockIdx.x (see the module docstring)."""
@@ -144,10 +174,8 @@ def register_kernels(dtype, cell: str, H: int, G: int):
             row = g * UH + j
             for kk in range(H):
                 w[kk] = W[row, U(kk)]
-        x0 = zero
-        x1 = zero
-        x2 = zero
-        x3 = zero
+        x = (zero, zero, zero, zero)  # the input projections of step t
+        y = x  # and of step t + 1 (AHEAD = 2)
         cst = zero
         bj = zero
         if unit:
@@ -156,7 +184,9 @@ def register_kernels(dtype, cell: str, H: int, G: int):
                 cst = c0[b, j]
             if cudnn:
                 bj = bhn[j]
-            x0, x1, x2, x3 = load_gates(gates, U0, b, j, UH, G)
+            x = fwd_values(gates, U0, b, j)
+            if AHEAD == 2 and T > 1:
+                y = fwd_values(gates, U1, b, j)
         cuda.syncthreads()
         for t in range(T):
             ut = U(t)
@@ -165,10 +195,7 @@ def register_kernels(dtype, cell: str, H: int, G: int):
                 zs[tid] = dot(w, hs, cur, 1, 0)
             sync_warp()
             if unit:
-                gl[0] = x0
-                gl[1] = x1
-                gl[2] = x2
-                gl[3] = x3
+                gl[0], gl[1], gl[2], gl[3] = x
                 z1 = zs[base + UPW] if G > 1 else zero
                 z2 = zs[base + U(2 * PW)] if G > 2 else zero
                 z3 = zs[base + U(3 * PW)] if G > 3 else zero
@@ -182,8 +209,13 @@ def register_kernels(dtype, cell: str, H: int, G: int):
                     hn[ut, b, j] = hnl[0]
                 for gg in range(G):
                     gates[ut, b, U(gg * H) + j] = gl[gg]
-                if t + 1 < T:  # the next step's input projections, loaded while this one finishes
-                    x0, x1, x2, x3 = load_gates(gates, ut + U1, b, j, UH, G)
+                # the loads of a later step, issued while this one finishes
+                if AHEAD == 2:
+                    x = y
+                    if t + 2 < T:
+                        y = fwd_values(gates, ut + U2, b, j)
+                elif t + 1 < T:
+                    x = fwd_values(gates, ut + U1, b, j)
             cuda.syncthreads()
 
     @cuda.jit
@@ -206,28 +238,16 @@ def register_kernels(dtype, cell: str, H: int, G: int):
         if active:
             for kk in range(H):
                 w[kk] = W[U(kk * G) + g, j]
-        g0 = zero
-        g1 = zero
-        g2 = zero
-        g3 = zero
-        dhv = zero
-        hpv = zero
-        cpv = zero
-        ctv = zero
-        hnv = zero
+        x = (zero, zero, zero, zero, zero, zero, zero, zero, zero)  # the loads of step t (bwd_values)
+        y = x  # and of step t - 1 (AHEAD = 2)
         direct = zero
         dcf = zero
-        if unit:  # the trace values of step T-1
-            ut = U(T - 1)
-            dhv = dh[ut, b, j]
-            g0, g1, g2, g3 = load_gates(gates, ut, b, j, UH, G)
-            hpv = h0[b, j] if T == 1 else h[ut - U1, b, j]
+        if unit:
+            x = bwd_values(dh, gates, h, c, hn, h0, c0, U(T - 1), b, j)
+            if AHEAD == 2 and T > 1:
+                y = bwd_values(dh, gates, h, c, hn, h0, c0, U(T - 2), b, j)
             if lstm:
                 dcf = dcflow[b, j]
-                ctv = c[ut, b, j]
-                cpv = c0[b, j] if T == 1 else c[ut - U1, b, j]
-            if cudnn:
-                hnv = hn[ut, b, j]
         for t in range(T - 1, -1, -1):
             ut = U(t)
             cur = (ut & U1) * UGH
@@ -235,14 +255,11 @@ def register_kernels(dtype, cell: str, H: int, G: int):
                 ps[tid] = dot(w, ds, UGH - cur + g, G, 0)
             sync_warp()
             if unit:
+                dhv, gl[0], gl[1], gl[2], gl[3], hpv, ctv, cpv, hnv = x
                 tot = dhv + direct
                 if t < T - 1:
                     tot += parts(ps, base)
                 sq_h[ut, b, j] = tot * tot
-                gl[0] = g0
-                gl[1] = g1
-                gl[2] = g2
-                gl[3] = g3
                 dc2, direct, dcp = bwd_elem(CELL, 1, 0, tot, gl, dal, darl, hpv, cpv, ctv, hnv, dcf, bound, do_clip)
                 if lstm:
                     dcf = dcp
@@ -255,16 +272,13 @@ def register_kernels(dtype, cell: str, H: int, G: int):
                         ds[cur + ug] = darl[gg]
                     else:
                         ds[cur + ug] = dal[gg]
-                if t > 0:  # the next step's trace values, loaded while this one finishes
-                    tp = ut - U1
-                    dhv = dh[tp, b, j]
-                    g0, g1, g2, g3 = load_gates(gates, tp, b, j, UH, G)
-                    hpv = h0[b, j] if t == 1 else h[tp - U1, b, j]
-                    if lstm:
-                        ctv = cpv
-                        cpv = c0[b, j] if t == 1 else c[tp - U1, b, j]
-                    if cudnn:
-                        hnv = hn[tp, b, j]
+                # the loads of a later step, issued while this one finishes
+                if AHEAD == 2:
+                    x = y
+                    if t > 1:
+                        y = bwd_values(dh, gates, h, c, hn, h0, c0, ut - U2, b, j)
+                elif t > 0:
+                    x = bwd_values(dh, gates, h, c, hn, h0, c0, ut - U1, b, j)
             cuda.syncthreads()
         # ∂L/∂h_0 = DArec_0 W_h + the direct path, and ∂L/∂c_0
         if active:

@@ -42,6 +42,7 @@ import numpy as np
 from ..types import Grads, Params, Trace
 from .cells import CellSpec
 from ._cuda_launch import Site, launch
+from ._cuda_views import View, real, view
 
 #: How the time loop runs: "auto" (register for the smallest H, persistent up
 #: to PERSISTENT_MAX_H, one launch per step above), "register" (one block per
@@ -151,7 +152,8 @@ def _scratch(cuda, role: str, shape, dtype):
     Keyed by role, shape and dtype, per host thread (kernels from one thread
     run in order on its stream, so a call never finds its buffer in use).
     Saves the allocation, and the deferred free whose flush synchronises the
-    device, of every intermediate of every call.
+    device, of every intermediate of every call. Returns a :class:`View` of it
+    (its ``owner`` is the array).
     """
     cache = getattr(_SCRATCH, "arrays", None)
     if cache is None:
@@ -159,7 +161,7 @@ def _scratch(cuda, role: str, shape, dtype):
     key = (role, tuple(int(n) for n in shape), np.dtype(dtype).str, id(cuda))
     a = cache.pop(key, None)
     if a is None:
-        a = cuda.device_array(shape, dtype)
+        a = view(cuda.device_array(shape, dtype))
     cache[key] = a
     while len(cache) > SCRATCH_ENTRIES:
         cache.popitem(last=False)
@@ -185,13 +187,15 @@ _OUTPUT_ALIGN = 256
 
 
 def _outputs(cuda, dtype, shapes: dict) -> dict:
-    """Device arrays of the given shapes (None: not made), views of one allocation, in the order given.
+    """Views (:class:`View`) of the given shapes (None: not made) of one device allocation (from the pool of
+    :func:`_pooled_array`), in the order given.
 
     A call's outputs (the trace of a forward pass, the gradients and records
     of a backward pass) are made this way: one device allocation, with its
     deferred free, costs about 0.1 ms of host time (``gpu_breakdown.py``), and
     a backward pass returns up to nine arrays. Each view starts at a multiple
-    of 256 bytes; together they keep the allocation alive.
+    of 256 bytes; each keeps the allocation alive. What is returned to the
+    caller is made a numba array with :func:`real`.
     """
     align = max(1, _OUTPUT_ALIGN // np.dtype(dtype).itemsize)
     sizes = {name: int(np.prod(shape)) for name, shape in shapes.items() if shape is not None}
@@ -199,16 +203,69 @@ def _outputs(cuda, dtype, shapes: dict) -> dict:
     for name, n in sizes.items():
         starts[name] = total
         total += _cdiv(n, align) * align
-    flat = cuda.device_array(max(total, 1), dtype)
+    flat = view(_pooled_array(cuda, max(total, 1), dtype))
     return {name: (flat[starts[name]:starts[name] + sizes[name]].reshape(shape) if shape is not None else None)
             for name, shape in shapes.items()}
+
+
+#: free output buffers kept per (size, context), at most this many of each size
+POOL_KEEP = 4
+_POOL: dict = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _pooled_array(cuda, n: int, dtype):
+    """A 1-D device array of n elements, on memory reused once every array made from an earlier one is gone.
+
+    The outputs of a call are handed to the caller, so they cannot be scratch
+    buffers; but a training loop drops the last call's gradients before the
+    next call of the same shape. Each output allocation therefore wraps a
+    buffer from a pool in numba's own kind of self-freeing pointer, whose
+    finalizer (run when the caller's last view of it is collected) puts the
+    buffer back instead of freeing it. Kernels run in order on one stream, so
+    work still queued on a returned buffer precedes any reuse. A device
+    allocation with its deferred free cost 105–148 µs of host time on an H200
+    (``gpu_breakdown.py --sections launches``); two a forward + backward pass
+    are saved. On the simulator, or where numba's pointer classes are not as
+    expected, this is a plain allocation.
+    """
+    from . import _cuda_kernels
+
+    dtype = np.dtype(dtype)
+    nbytes = n * dtype.itemsize
+    if _cuda_kernels.SIM:
+        return cuda.device_array(n, dtype)
+    try:
+        from numba.cuda.cudadrv.devicearray import DeviceNDArray
+        from numba.cuda.cudadrv.driver import AutoFreePointer, binding
+
+        context = cuda.current_context()
+    except (ImportError, AttributeError):  # the simulator, or another numba-cuda
+        return cuda.device_array(n, dtype)
+    key = (nbytes, id(context))
+    with _POOL_LOCK:
+        free = _POOL.get(key)
+        buf = free.pop() if free else None
+    if buf is None:
+        buf = cuda.device_array(nbytes, np.uint8)
+    pointer = AutoFreePointer(context, binding.CUdeviceptr(int(buf.device_ctypes_pointer.value)), nbytes,
+                              finalizer=functools.partial(_release, key, buf))
+    return DeviceNDArray((n,), (dtype.itemsize,), dtype, gpu_data=pointer)
+
+
+def _release(key, buf) -> None:
+    """Put an output buffer back into the pool (or let numba free it, when the pool of its size is full)."""
+    with _POOL_LOCK:
+        free = _POOL.setdefault(key, [])
+        if len(free) < POOL_KEEP:
+            free.append(buf)
 
 
 def _dummy(cuda, dtype, ndim):
     """A one-element device array standing in for an argument a cell does not use (made once, never written)."""
     key = (np.dtype(dtype).str, ndim, id(cuda))
     if key not in _DUMMIES:
-        _DUMMIES[key] = cuda.to_device(np.zeros((1,) * ndim, dtype))
+        _DUMMIES[key] = view(cuda.to_device(np.zeros((1,) * ndim, dtype)))
     return _DUMMIES[key]
 
 
@@ -382,9 +439,9 @@ def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
 
 def _register_kernels(dtype, spec: CellSpec, H: int):
     """The register loop's (forward, backward, threads), compiled for this dtype, cell and H."""
-    from ._cuda_register import register_kernels
+    from . import _cuda_register
 
-    return register_kernels(np.dtype(dtype).type, spec.name, H, spec.num_gates)
+    return _cuda_register.register_kernels(np.dtype(dtype).type, spec.name, H, spec.num_gates, _cuda_register.AHEAD)
 
 
 _SM_COUNT: dict = {}
@@ -481,9 +538,10 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
     lstm, cudnn, gru = spec.has_cell_state, spec.has_b_hn, spec.name == "gru"
     cell = K_.CELL_ID[spec.name]
 
-    dx = _to_device(cuda, x)
-    W_x, W_h, b = (_to_device(cuda, a) for a in (p.W_x, p.W_h, p.b))
-    b_hn = _to_device(cuda, p.b_hn) if cudnn else _dummy(cuda, dtype, 1)
+    x_dev = _to_device(cuda, x)
+    dx = view(x_dev)
+    W_x, W_h, b = (view(_to_device(cuda, a)) for a in (p.W_x, p.W_h, p.b))
+    b_hn = view(_to_device(cuda, p.b_hn)) if cudnn else _dummy(cuda, dtype, 1)
     zero_h0, zero_c0 = _zero_state(h0, host), lstm and _zero_state(c0, host)
     nz = zero_h0 + zero_c0  # zero initial states, made on the device with one fill
     out = _outputs(cuda, dtype, dict(zeros=(nz, B, H) if nz else None, gates=(T, B, GH), h=(T, B, H),
@@ -491,8 +549,11 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
     zeros = out["zeros"]
     if nz:
         _fill_zero(K_, k, zeros.reshape(nz * B * H))
-    dh0 = zeros[0] if zero_h0 else _to_device(cuda, h0)
-    dc0 = (zeros[nz - 1] if zero_c0 else _to_device(cuda, c0)) if lstm else _dummy(cuda, dtype, 2)
+    # the initial states as the trace hands them out, and as the kernels take them
+    h0_dev = real(zeros[0]) if zero_h0 else _to_device(cuda, h0)
+    c0_dev = (real(zeros[nz - 1]) if zero_c0 else _to_device(cuda, c0)) if lstm else None
+    dh0 = view(h0_dev)
+    dc0 = view(c0_dev) if lstm else _dummy(cuda, dtype, 2)
     gates, h = out["gates"], out["h"]
     c = out["c"] if lstm else _dummy(cuda, dtype, 3)
     hn = out["hn"] if cudnn else _dummy(cuda, dtype, 3)
@@ -518,7 +579,8 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
     elif plan[0] == "cooperative":
         _, blocks, threads, nu, nslices, kc, nbytes = plan
         S = _scratch(cuda, "S", (B, H), dtype) if gru else _dummy(cuda, dtype, 2)
-        k.fwd_coop[blocks, threads, 0, nbytes](cell, W_h, b_hn, dh0, dc0, h, c, gates, hn, S, nu, nslices, kc)
+        _run(K_, k.fwd_coop, (blocks, threads, 0, nbytes), cell, W_h, b_hn, dh0, dc0, h, c, gates, hn, S, nu, nslices,
+             kc)
     else:
         # per step: the product h_{t-1} W_h^T into K parts, then the gate math (twice for gru)
         threads = K_.THREADS_1D
@@ -540,13 +602,16 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
     dev = _DeviceTrace(h=h, c=c if lstm else None, x=dx, h0=dh0, c0=dc0 if lstm else None, gates=gates,
                        hn=hn if cudnn else None)
     if not host:
-        return Trace(cell=spec.name, h=h, c=dev.c, x=dx, h0=dh0, c0=dev.c0, gates=gates, hn=dev.hn, backend="cuda")
-    trace = Trace(
-        cell=spec.name, h=h.copy_to_host(), c=c.copy_to_host() if lstm else None, x=x, h0=h0, c0=c0,
-        gates=gates.copy_to_host(), hn=hn.copy_to_host() if cudnn else None, backend="cuda",
-    )
+        return Trace(cell=spec.name, x=x_dev, h0=h0_dev, c0=c0_dev, backend="cuda",
+                     **{f: _maybe(real, getattr(dev, f)) for f in ("h", "c", "gates", "hn")})
+    trace = Trace(cell=spec.name, x=x, h0=h0, c0=c0, backend="cuda",
+                  **{f: _maybe(lambda a: real(a).copy_to_host(), getattr(dev, f)) for f in ("h", "c", "gates", "hn")})
     trace._cuda = dev
     return trace
+
+
+def _maybe(fn, a):
+    return None if a is None else fn(a)
 
 
 def _device_trace(cuda, trace: Trace) -> _DeviceTrace:
@@ -554,7 +619,8 @@ def _device_trace(cuda, trace: Trace) -> _DeviceTrace:
     dev = getattr(trace, "_cuda", None)
     if isinstance(dev, _DeviceTrace) and dev.h.shape == trace.h.shape:
         return dev
-    return _DeviceTrace(**{f: _to_device(cuda, getattr(trace, f)) for f in ("h", "c", "x", "h0", "c0", "gates", "hn")})
+    return _DeviceTrace(**{f: _maybe(view, _to_device(cuda, getattr(trace, f)))
+                           for f in ("h", "c", "x", "h0", "c0", "gates", "hn")})
 
 
 def backward(spec: CellSpec, p: Params, trace: Trace, dh, dc_last, clip_step) -> Grads:
@@ -575,8 +641,8 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     lstm, cudnn, gru = spec.has_cell_state, spec.has_b_hn, spec.name == "gru"
     cell = K_.CELL_ID[spec.name]
 
-    W_x, W_h = _to_device(cuda, p.W_x), _to_device(cuda, p.W_h)
-    ddh = _to_device(cuda, dh)
+    W_x, W_h = view(_to_device(cuda, p.W_x)), view(_to_device(cuda, p.W_h))
+    ddh = view(_to_device(cuda, dh))
     c = tr.c if lstm else _dummy(cuda, dtype, 3)
     c0 = tr.c0 if lstm else _dummy(cuda, dtype, 2)
     hn = tr.hn if cudnn else _dummy(cuda, dtype, 3)
@@ -621,8 +687,8 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     elif plan[0] == "cooperative":
         _, blocks, nt, nu, nslices, kc, nbytes = plan
         direct = _scratch(cuda, "direct", (B, H), dtype)
-        k.bwd_coop[blocks, nt, 0, nbytes](cell, W_h, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip, DA,
-                                          DArec, part_h, part_c, direct, dcflow, g_h0, nu, nslices, kc)
+        _run(K_, k.bwd_coop, (blocks, nt, 0, nbytes), cell, W_h, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound,
+             do_clip, DA, DArec, part_h, part_c, direct, dcflow, g_h0, nu, nslices, kc)
     else:
         # per step: the product DArec_{t+1} W_h into K parts, then the gate gradients (twice for gru)
         direct = _scratch(cuda, "direct", (B, H), dtype)
@@ -666,8 +732,7 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
         _colsum(cuda, K_, k, DR2[:, 2 * H:], out["b_hn"])
     _gemm(cuda, K_, k, DA2, W_x, out["x"].reshape(T * B, D))
 
-    if host:
-        out = {name: None if a is None else a.copy_to_host() for name, a in out.items()}
+    out = {name: _maybe(lambda a: real(a).copy_to_host() if host else real(a), a) for name, a in out.items()}
     return Grads(**out)
 
 
@@ -692,15 +757,27 @@ def device_nonfinite_flags(arrays) -> list[bool]:
         threads = K_.THREADS_1D
         for c0 in range(0, len(members), 8):
             chunk = members[c0:c0 + 8]
-            flat = [arrays[i].reshape(arrays[i].size) for i in chunk]
+            flat = [view(arrays[i]).reshape(arrays[i].size) for i in chunk]
             flat += [_dummy(cuda, dtype, 1)] * (8 - len(flat))
             blocks = max(1, min(_cdiv(max(a.size for a in flat), threads), 1 if K_.SIM else 64))
             flags = _scratch(cuda, "flags", (blocks, 8), np.int32)  # every entry is written
             _run(K_, k.nonfinite_flags, (blocks, threads), *flat, flags)
-            bad = flags.copy_to_host().any(axis=0)
+            bad = flags.owner.copy_to_host(_host_flags(cuda, blocks)).any(axis=0)
             for slot, i in enumerate(chunk):
                 out[i] = bool(bad[slot])
     return out
+
+
+def _host_flags(cuda, blocks: int) -> np.ndarray:
+    """A pinned host buffer for the flags of :func:`device_nonfinite_flags`, kept per thread (a copy into
+    pinned memory needs no staging, and none is allocated per call)."""
+    cache = getattr(_SCRATCH, "flags", None)
+    if cache is None:
+        cache = _SCRATCH.flags = {}
+    key = (blocks, id(cuda))
+    if key not in cache:
+        cache[key] = cuda.pinned_array((blocks, 8), np.int32)
+    return cache[key]
 
 
 def synchronize() -> None:
