@@ -4,14 +4,14 @@ For each configuration (T, B, H) with D = H in float32, per cell: the whole
 call (forward + backward, as in ``gpu_compare.py``), the forward and the
 backward alone, the argument validation of each (shape, dtype and finiteness
 checks, which run before any kernel), and the bare time-loop kernels
-(``fwd_persistent`` / ``bwd_persistent`` launched directly on prepared
-arrays). What the loop kernels do not explain is host work: allocations,
+(``fwd_register`` / ``bwd_register`` or ``fwd_persistent`` / ``bwd_persistent``,
+whichever "auto" runs, launched directly on prepared arrays). What the loop kernels do not explain is host work: allocations,
 copies and the other kernel launches (input projection, weight gradients,
 column sums, norms). Medians of repeated runs after a warm-up call, with
 ``synchronize`` inside the timed region; device-resident inputs.
 
 A second table times the whole call under each time loop the shape allows
-(``gradlab.kernels.cuda.STRATEGY``: persistent, stepwise, cooperative; "-"
+(``gradlab.kernels.cuda.STRATEGY``: register, persistent, stepwise, cooperative; "-"
 where the shape does not suit one), for the cells of the speed targets, so
 that the choice "auto" makes can be checked on the card.
 
@@ -32,6 +32,10 @@ Three more tables say what bounds the stepwise time loop (H > 256):
   stepwise loop launches every step, through numba's dispatcher and as the
   backend launches them (``gradlab.kernels._cuda_launch.launch``); and of one
   device allocation.
+
+And ``profile``: the host functions that take the most time in forward +
+backward at the first two configurations (cProfile, per call; the profiler
+slows Python down, so read the shares, not the microseconds).
 
     PYTHONPATH=. python benchmarks/gpu_breakdown.py           # on a GPU
     PYTHONPATH=. python benchmarks/gpu_breakdown.py --tiny    # a smoke run (CI, simulator)

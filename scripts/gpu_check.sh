@@ -13,6 +13,8 @@
 #   GPU_CHECK_BREAKDOWN=1 bash scripts/gpu_check.sh    # and step 3
 #   GPU_CHECK_TINY=1 bash scripts/gpu_check.sh         # every step at a tiny size on the CUDA simulator, writing
 #                                                      # nothing under reports/ (the test suite runs this)
+#   GPU_CHECK_COMPARE_ARGS="--configs 1000x1x32,100x8x128 --dtypes float32"   # a part of the comparison
+#   GPU_CHECK_BREAKDOWN_ARGS="--sections time,profile --configs 1000x1x32"     # a part of step 3
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -26,7 +28,7 @@ if [ "$TINY" = 1 ]; then
   WHERE="on the CUDA simulator, tiny"
 else
   export NUMBA_ENABLE_CUDASIM=0        # the real device, not the simulator (tests/conftest.py respects this)
-  TESTS=(tests/test_cuda.py tests/test_cuda_gemm.py tests/test_cuda_launch.py)
+  TESTS=(tests/test_cuda.py tests/test_cuda_gemm.py tests/test_cuda_launch.py tests/test_cuda_views.py)
   SIZE=()
   REPORTS=reports/performance
   WHERE="on the device"
@@ -67,7 +69,9 @@ log "tests exit code: $test_rc (124 = timed out)"
 if [ -n "$OUTDIR" ]; then mkdir -p "$OUTDIR" && cp "$TEST_LOG" "$OUTDIR/gpu_tests.log"; fi
 
 log "2/3 the comparison (budget ${COMPARE_BUDGET}s, timeout ${COMPARE_TIMEOUT}s)"
-timeout -k 10 "$COMPARE_TIMEOUT" "$PY" benchmarks/gpu_compare.py --budget "$COMPARE_BUDGET" --out "$REPORTS" ${SIZE[@]+"${SIZE[@]}"}
+# shellcheck disable=SC2086  # the extra arguments are meant to split
+timeout -k 10 "$COMPARE_TIMEOUT" "$PY" benchmarks/gpu_compare.py --budget "$COMPARE_BUDGET" --out "$REPORTS" \
+  ${SIZE[@]+"${SIZE[@]}"} ${GPU_CHECK_COMPARE_ARGS:-}
 cmp_rc=$?
 log "comparison exit code: $cmp_rc (124 = timed out; rows written so far are kept)"
 if [ -f "$REPORTS/gpu.md" ]; then cat "$REPORTS/gpu.md"; fi
@@ -75,7 +79,9 @@ if [ -f "$REPORTS/gpu.md" ]; then cat "$REPORTS/gpu.md"; fi
 if [ "${GPU_CHECK_BREAKDOWN:-0}" = 1 ]; then
   log "3/3 where the time goes (timeout ${BREAKDOWN_TIMEOUT}s + 60s)"
   BD_LOG=$(mktemp)
-  { timeout -k 10 "$BREAKDOWN_TIMEOUT" "$PY" benchmarks/gpu_breakdown.py --repeats 10 ${SIZE[@]+"${SIZE[@]}"}
+  # shellcheck disable=SC2086
+  { timeout -k 10 "$BREAKDOWN_TIMEOUT" "$PY" benchmarks/gpu_breakdown.py --repeats 10 ${SIZE[@]+"${SIZE[@]}"} \
+      ${GPU_CHECK_BREAKDOWN_ARGS:-}
     timeout -k 10 60 "$PY" benchmarks/gpu_step_latency.py ${SIZE[@]+"${SIZE[@]}"}; } 2>&1 | tee "$BD_LOG"
   if [ -n "$OUTDIR" ]; then cp "$BD_LOG" "$OUTDIR/gpu_breakdown.txt"; fi
 fi

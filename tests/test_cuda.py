@@ -97,6 +97,14 @@ def test_agrees_with_reference(cell, dtype, strategy):
 
 
 @needs_cuda
+def test_register_loop_one_unit(monkeypatch):
+    """The register loop at H = 1: one unit, its G lanes in the first warp."""
+    monkeypatch.setattr(gcuda, "STRATEGY", "register")
+    assert_agree("lstm", make_problem("lstm", 3, 2, 2, 1, dtype=np.float64, seed=1, scale=1.5), np.float64,
+                 clip_step=0.4)
+
+
+@needs_cuda
 def test_register_plan(monkeypatch):
     """"auto" takes the register loop for the cells with one product a step up to its largest H, one block
     per sequence; elsewhere both plan as "persistent" does."""
@@ -119,17 +127,17 @@ def test_register_plan(monkeypatch):
 
 
 @needs_cuda
-@pytest.mark.parametrize("ahead", [1, 2])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("cell", ["rnn_relu", "gru_simple", "gru_cudnn", "lstm"])
+@pytest.mark.parametrize(("cell", "dtype", "ahead"),
+                         [(c, d, 1) for c in ("rnn_relu", "gru_simple", "gru_cudnn", "lstm")
+                          for d in (np.float64, np.float32)] + [("gru_cudnn", np.float32, 2), ("lstm", np.float64, 2)])
 def test_register_loop_edges(cell, dtype, ahead, monkeypatch):
-    """The register loop at one and two steps, at one hidden unit, and with the initial states and ∂L/∂c_T
-    given, loading one or two steps ahead."""
+    """The register loop at one, two and three steps, and with the initial states and ∂L/∂c_T given,
+    loading one or two steps ahead (one hidden size a case: each compiles kernels of its own on a GPU)."""
     from gradlab.kernels import _cuda_register
 
     monkeypatch.setattr(gcuda, "STRATEGY", "register")
     monkeypatch.setattr(_cuda_register, "AHEAD", ahead)
-    for T, B, H in ((1, 2, 5), (2, 1, 3), (3, 2, 1)):
+    for T, B, H in ((1, 2, 5), (2, 1, 5), (3, 2, 5)):
         assert gcuda.time_loop(cell, B, H, dtype) == "register"
         assert_agree(cell, make_problem(cell, T, B, 2, H, dtype=dtype, seed=T + H, scale=1.5), dtype, clip_step=0.4)
 

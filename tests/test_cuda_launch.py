@@ -171,3 +171,20 @@ def test_a_site_looks_its_launcher_up_once():
     assert site._launcher is kept and len(launch._CACHE) == 1
     for t, a in enumerate(steps):
         np.testing.assert_array_equal(a.copy_to_host(), float(t))
+
+
+def test_a_site_checks_the_context_once_per_call():
+    """Within one call of the backend (one Site) the current context is checked at the first direct launch
+    only; a new Site checks again."""
+    from numba.cuda import types
+
+    checks, launched = [], []
+    driver = SimpleNamespace(launch=lambda *a: launched.append(a) or 0, context=lambda: checks.append(1) or 0xC0)
+    launcher = Launcher(None, (1, 1), False)
+    launcher._packed = _Packed(1, 0xC0, _slot_formats((types.int64,)), (1, 1, 1), (1, 1, 1), 0, driver)
+    for calls in (1, 2):
+        site = launch.Site(None, (1, 1), False)
+        site._launcher = launcher
+        for t in range(4):
+            site(t)
+        assert len(checks) == calls and len(launched) == 4 * calls

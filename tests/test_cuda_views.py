@@ -87,3 +87,46 @@ def test_a_view_is_the_whole_array_and_is_kept_alive():
     assert isinstance(v, View) and view(v) is v and real(a) is a and v.owner is a
     del a
     np.testing.assert_array_equal(real(v[3]).copy_to_host(), HOST[3])
+
+
+POOL_CHECK = """
+import ctypes, gc
+from types import SimpleNamespace
+import numpy as np
+from gradlab.kernels import cuda as gcuda
+from gradlab.kernels._cuda_views import real, view
+
+buf = SimpleNamespace(device_ctypes_pointer=ctypes.c_void_p(0x7F0000))
+key = (4096, 0)
+held = {"array": gcuda._lend(buf, None, key, 1024, np.dtype(np.float32))}
+assert held["array"].shape == (1024,) and held["array"].device_ctypes_pointer.value == 0x7F0000
+held["view"] = view(held["array"])
+held["rows"] = real(held["view"][0:10].reshape(2, 5))
+held["tail"] = real(held["view"][100:200])
+assert held["tail"].device_ctypes_pointer.value == 0x7F0000 + 400
+for name in ("array", "view", "rows"):
+    del held[name]
+    gc.collect()
+    assert gcuda._POOL.get(key, []) == [], name  # something made from the buffer is still alive
+del held["tail"]
+gc.collect()
+assert gcuda._POOL[key] == [buf], gcuda._POOL
+gcuda._lend(gcuda._POOL[key].pop(), None, key, 8, np.dtype(np.float64))  # dropped at once: back at once
+gc.collect()
+assert gcuda._POOL[key] == [buf] and not gcuda._LENT, (gcuda._POOL, gcuda._LENT)
+print("pool ok")
+"""
+
+
+def test_pooled_output_memory_returns_only_when_every_view_is_gone():
+    """An output array lent from the pool (numba's own self-freeing pointer over a pooled buffer) gives its
+    buffer back once, after the array and every view made of it are gone, and not before. Runs numba's real
+    pointer and array classes (not the simulator's, so in a process of its own) at a made-up device address;
+    nothing is read or written through them, so no GPU is needed."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    out = subprocess.run([sys.executable, "-c", POOL_CHECK], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and "pool ok" in out.stdout, out.stdout + out.stderr

@@ -93,6 +93,7 @@ class _Packed:
 
     def __init__(self, handle, context, formats, griddim, blockdim, sharedmem, driver):
         self.fmt = "<" + "".join(f for f, _ in formats)
+        self.pack = struct.Struct(self.fmt).pack_into
         slots = struct.calcsize(self.fmt) // 8
         self.buf = (ctypes.c_char * (8 * slots))()
         base = ctypes.addressof(self.buf)
@@ -103,20 +104,21 @@ class _Packed:
         self.driver = driver
         self.lock = threading.Lock()
 
-    def __call__(self, args) -> bool:
+    def __call__(self, args, check: bool = True) -> bool:
         """Launch; False (and nothing launched) when the current context is not the kernel's (another device
-        selected since), which the dispatcher then handles."""
-        if self.driver.context() != self.context:
+        selected since), which the dispatcher then handles. ``check=False``: the caller knows it is."""
+        if check and self.driver.context() != self.context:
             return False
         values = []
         for is_array, a in zip(self.arrays, args):
-            if is_array:
-                ptr = a.ptr if type(a) is View else (a.device_ctypes_pointer.value or 0)
-                values += (0, 0, a.size, a.dtype.itemsize, ptr, *a.shape, *a.strides)
-            else:
+            if not is_array:
                 values.append(a)
+            elif type(a) is View:
+                values += a.fields
+            else:
+                values += (0, 0, a.size, a.dtype.itemsize, a.device_ctypes_pointer.value or 0, *a.shape, *a.strides)
         with self.lock:  # the buffer is read by the driver during the call, then free
-            struct.pack_into(self.fmt, self.buf, 0, *values)
+            self.pack(self.buf, 0, *values)
             err = self.driver.launch(self.handle, *self.dims, None, self.params, None)
         if err:
             raise RuntimeError(f"cuLaunchKernel failed with CUDA error {err}")
@@ -157,14 +159,20 @@ class Launcher:
         self._packed = None  # None: not prepared yet; False: the dispatcher only
 
     def __call__(self, *args):
+        self.launch(args)
+
+    def launch(self, args, check: bool = True) -> bool:
+        """Launch with the arguments ``args``; True when the direct path launched it (see :meth:`_Packed.__call__`
+        for ``check``)."""
         packed = self._packed
-        if packed and packed(args):
-            return
+        if packed and packed(args, check):
+            return True
         args = [real(a) for a in args]
         self.kernel[self.config](*args)
         self._calls += 1
         if self._calls >= 2 and self._packed is None:
             self._packed = (not self.simulated and self._prepare(args)) or False
+        return False
 
     def _prepare(self, args):
         griddim, blockdim = self.config[0], self.config[1]
@@ -222,13 +230,17 @@ def launch(kernel, config, args, simulated: bool) -> None:
 
 class Site:
     """One launch site of a loop whose launches all pass arguments of one signature (the time loop's steps):
-    the kept :class:`Launcher` is looked up at the first launch and called directly at the others."""
+    the kept :class:`Launcher` is looked up at the first launch and called directly at the others. A Site
+    lives for one call of the backend, in one thread: once a launch has taken the direct path (the current
+    context checked), the later ones skip the check."""
 
     def __init__(self, kernel, config, simulated: bool):
         self.kernel, self.config, self.simulated = kernel, config, simulated
         self._launcher = None
+        self._checked = False
 
     def __call__(self, *args):
         if self._launcher is None:
             self._launcher = kept_launcher(self.kernel, self.config, args, self.simulated)
-        self._launcher(*args)
+        if self._launcher.launch(args, not self._checked):
+            self._checked = True

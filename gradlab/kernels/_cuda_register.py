@@ -63,13 +63,15 @@ def supports(cell: str, H: int, G: int) -> bool:
     return cell in CELLS and H <= MAX_H and G <= LANES
 
 
-#: How many steps ahead a unit's loads from global memory are issued (1 or 2): a step is shorter than the
-#: latency of a load from memory, so loading one step ahead may leave some of it on the chain.
-AHEAD = 2
+#: How many steps ahead a unit's loads from global memory are issued (1 or 2). A step is shorter than a
+#: load from memory, so two might hide more of it; on an H200 at (T, B, H) = (1000, 1, 32) (LSTM, float32,
+#: ``gpu_step_latency.py``) one step ahead was faster: 0.58 against 0.63 µs a forward step, 0.65 against
+#: 0.90 µs a backward step.
+AHEAD = 1
 
 
 @lru_cache(maxsize=None)
-def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 2):
+def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
     """(fwd_register, bwd_register, threads) for one dtype, cell and hidden size, loading ``ahead`` steps
     ahead (see AHEAD)."""
     if ahead not in (1, 2):

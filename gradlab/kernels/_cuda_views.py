@@ -21,6 +21,8 @@ simulator, a NumPy view of the owner's buffer in the simulator's wrapper).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["View", "real", "view"]
@@ -30,8 +32,9 @@ def _c_strides(shape, itemsize: int) -> tuple[int, ...]:
     strides, step = [], itemsize
     for n in reversed(shape):
         strides.append(step)
-        step *= max(int(n), 1)
-    return tuple(reversed(strides))
+        step *= max(n, 1)
+    strides.reverse()
+    return tuple(strides)
 
 
 class View:
@@ -41,16 +44,22 @@ class View:
     memory starts at device address ``base``; the view keeps it alive.
     """
 
-    __slots__ = ("owner", "base", "offset", "shape", "strides", "dtype", "size", "ndim")
+    __slots__ = ("owner", "base", "offset", "shape", "strides", "dtype", "size", "ndim", "_fields")
 
     def __init__(self, owner, base: int, offset: int, shape, strides, dtype):
         self.owner, self.base, self.offset = owner, base, offset
         self.shape, self.strides, self.dtype = tuple(shape), tuple(strides), dtype
         self.ndim = len(self.shape)
-        size = 1
-        for n in self.shape:
-            size *= n
-        self.size = size
+        self.size = math.prod(self.shape)
+        self._fields = None
+
+    @property
+    def fields(self) -> tuple:
+        """The view as a kernel argument: numba's array fields (meminfo, parent, size, itemsize, data pointer,
+        shape, strides), computed once (a view does not change)."""
+        if self._fields is None:
+            self._fields = (0, 0, self.size, self.dtype.itemsize, self.ptr, *self.shape, *self.strides)
+        return self._fields
 
     @property
     def ptr(self) -> int:
@@ -58,8 +67,14 @@ class View:
         return self.base + self.offset if self.size else 0
 
     def is_c_contiguous(self) -> bool:
-        return self.size == 0 or all(s == c for n, s, c in zip(self.shape, self.strides,
-                                                               _c_strides(self.shape, self.dtype.itemsize)) if n > 1)
+        step = self.dtype.itemsize
+        for n, s in zip(reversed(self.shape), reversed(self.strides)):
+            if n == 0:
+                return True
+            if n > 1 and s != step:
+                return False
+            step *= n
+        return True
 
     def reshape(self, *shape) -> "View":
         """The same elements in another shape (C order; the view must be C-contiguous)."""
@@ -67,9 +82,9 @@ class View:
             shape = shape[0]
         shape = tuple(int(n) for n in shape)
         if -1 in shape:
-            known = int(np.prod([n for n in shape if n != -1]))
+            known = math.prod(n for n in shape if n != -1)
             shape = tuple(self.size // max(known, 1) if n == -1 else n for n in shape)
-        if int(np.prod(shape)) != self.size:
+        if math.prod(shape) != self.size:
             raise ValueError(f"cannot reshape a view of shape {self.shape} into {shape}")
         if not self.is_c_contiguous():
             raise ValueError(f"cannot reshape a non-contiguous view (shape {self.shape}, strides {self.strides})")

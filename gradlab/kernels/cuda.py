@@ -31,6 +31,8 @@ module needs neither.
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -198,7 +200,7 @@ def _outputs(cuda, dtype, shapes: dict) -> dict:
     caller is made a numba array with :func:`real`.
     """
     align = max(1, _OUTPUT_ALIGN // np.dtype(dtype).itemsize)
-    sizes = {name: int(np.prod(shape)) for name, shape in shapes.items() if shape is not None}
+    sizes = {name: math.prod(shape) for name, shape in shapes.items() if shape is not None}
     starts, total = {}, 0
     for name, n in sizes.items():
         starts[name] = total
@@ -236,26 +238,46 @@ def _pooled_array(cuda, n: int, dtype):
     if _cuda_kernels.SIM:
         return cuda.device_array(n, dtype)
     try:
-        from numba.cuda.cudadrv.devicearray import DeviceNDArray
-        from numba.cuda.cudadrv.driver import AutoFreePointer, binding
-
         context = cuda.current_context()
-    except (ImportError, AttributeError):  # the simulator, or another numba-cuda
+        key = (nbytes, id(context))
+        with _POOL_LOCK:
+            free = _POOL.get(key)
+            buf = free.pop() if free else None
+        if buf is None:
+            buf = cuda.device_array(nbytes, np.uint8)
+        return _lend(buf, context, key, n, dtype)
+    except (ImportError, AttributeError):  # another numba-cuda
         return cuda.device_array(n, dtype)
-    key = (nbytes, id(context))
+
+
+_LENT: dict = {}
+_TOKENS = itertools.count()
+
+
+def _lend(buf, context, key, n: int, dtype):
+    """A 1-D array of n elements on the memory of ``buf``, which goes back to the pool (:func:`_release`) once
+    the array and every view of it are gone.
+
+    As numba's own allocations are made: a self-freeing pointer kept alive
+    here (``_LENT``) and handed out through owned references, whose count
+    runs its finalizer once, when the last of them goes.
+    """
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
+    from numba.cuda.cudadrv.driver import AutoFreePointer, binding
+
     with _POOL_LOCK:
-        free = _POOL.get(key)
-        buf = free.pop() if free else None
-    if buf is None:
-        buf = cuda.device_array(nbytes, np.uint8)
-    pointer = AutoFreePointer(context, binding.CUdeviceptr(int(buf.device_ctypes_pointer.value)), nbytes,
-                              finalizer=functools.partial(_release, key, buf))
-    return DeviceNDArray((n,), (dtype.itemsize,), dtype, gpu_data=pointer)
+        token = next(_TOKENS)
+    pointer = AutoFreePointer(context, binding.CUdeviceptr(int(buf.device_ctypes_pointer.value)),
+                              n * dtype.itemsize, finalizer=functools.partial(_release, key, buf, token))
+    with _POOL_LOCK:
+        _LENT[token] = pointer
+    return DeviceNDArray((n,), (dtype.itemsize,), dtype, gpu_data=pointer.own())
 
 
-def _release(key, buf) -> None:
+def _release(key, buf, token) -> None:
     """Put an output buffer back into the pool (or let numba free it, when the pool of its size is full)."""
     with _POOL_LOCK:
+        _LENT.pop(token, None)
         free = _POOL.setdefault(key, [])
         if len(free) < POOL_KEEP:
             free.append(buf)
