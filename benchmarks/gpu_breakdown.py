@@ -91,8 +91,8 @@ def loop_kernels(cell, pd, dhd, T, B, H, dtype):
     dcflow = cuda.to_device(np.zeros((B, H), dtype))
     g_h0 = cuda.device_array((B, H), dtype)
     if fplan[0] == "register":
-        fwd, bwd = gcuda._register_kernels(dtype, spec, H)[:2]
-        fwd, bwd = fwd[fplan[1], fplan[2]], bwd[bplan[1], bplan[2]]
+        rk = gcuda._register_kernels(dtype, spec, H)
+        fwd, bwd = rk.fwd[fplan[1], fplan[2], 0, rk.fwd_shared], rk.bwd[bplan[1], bplan[2], 0, rk.bwd_shared]
         return (lambda: fwd(pd.W_h, b_hn, h0, h0, h, c, gates, hn),
                 lambda: bwd(pd.W_h, dhd, gates, h, c, hn, h0, h0, 0.0, False, DA, DA, sq_h, sq_c, dcflow, g_h0))
     cid = K_.CELL_ID[cell]

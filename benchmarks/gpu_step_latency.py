@@ -195,11 +195,12 @@ def measure(T, H, repeats):
     DA, sq = cuda.device_array((T, 1, GH), np.float32), cuda.device_array((T, 1, H), np.float32)
     dcf, g_h0 = cuda.to_device(np.zeros((1, H), np.float32)), cuda.device_array((1, H), np.float32)
     for ahead in (1, 2):
-        fwd, bwd, rnt = register_kernels(np.float32, "lstm", H, 4, ahead)
+        rk = register_kernels(np.float32, "lstm", H, 4, ahead)
+        fwd, bwd = rk.fwd[1, rk.threads, 0, rk.fwd_shared], rk.bwd[1, rk.threads, 0, rk.bwd_shared]
         pieces[f"register loop, forward step, loads {ahead} ahead"] = (
-            lambda fwd=fwd, rnt=rnt: fwd[1, rnt](W, b_hn, h0, h0, h, c, gates, hn))
+            lambda fwd=fwd: fwd(W, b_hn, h0, h0, h, c, gates, hn))
         pieces[f"register loop, backward step, loads {ahead} ahead"] = (
-            lambda bwd=bwd, rnt=rnt: bwd[1, rnt](W, h, gates, h, c, hn, h0, h0, 0.0, False, DA, DA, sq, sq, dcf, g_h0))
+            lambda bwd=bwd: bwd(W, h, gates, h, c, hn, h0, h0, 0.0, False, DA, DA, sq, sq, dcf, g_h0))
     result = {name: per_step_us(fn, T, repeats) for name, fn in pieces.items()}
     result["threads"], result["S"] = nt, S
     return result

@@ -33,6 +33,7 @@ persistent loop.
 from __future__ import annotations
 
 from functools import lru_cache
+from types import SimpleNamespace
 
 import numpy as np
 from numba import cuda
@@ -70,10 +71,17 @@ def supports(cell: str, H: int, G: int) -> bool:
 AHEAD = 1
 
 
+# The simulator makes a static shared array when the first thread of a block reaches it, without a lock,
+# so two threads can get arrays of their own (a test failed about one run in ten). There, and only there,
+# the kernels cut their shared arrays out of dynamic shared memory, one buffer a block, of the size
+# register_kernels returns (``fwd_shared``, ``bwd_shared``).
+
+
 @lru_cache(maxsize=None)
 def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
-    """(fwd_register, bwd_register, threads) for one dtype, cell and hidden size, loading ``ahead`` steps
-    ahead (see AHEAD)."""
+    """The kernels for one dtype, cell and hidden size, loading ``ahead`` steps ahead (see AHEAD): ``fwd``,
+    ``bwd``, their ``threads`` a block, and the dynamic shared memory a launch takes (``fwd_shared``,
+    ``bwd_shared``: bytes, zero but on the simulator)."""
     if ahead not in (1, 2):
         raise ValueError(f"ahead: expected 1 or 2, got {ahead}")
     AHEAD = ahead  # noqa: N806 (a constant of the kernels)
@@ -115,19 +123,19 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
         return g, j, g < UG and j < UH, g == U0 and j < UH, w * U(LANES) + ln % UPW
 
     @cuda.jit(device=True)
-    def dot(w, v, base, stride, offset):
-        """Σ_{k<H} w[k] v[base + k*stride + offset] (constant stride and offset), in four interleaved sums."""
+    def dot(w, v, base, stride):
+        """Σ_{k<H} w[k] v[base + k*stride] (a constant stride), in four interleaved sums."""
         s0 = zero
         s1 = zero
         s2 = zero
         s3 = zero
         for k in range(0, H4, 4):
-            s0 += w[k] * v[base + U(k * stride + offset)]
-            s1 += w[k + 1] * v[base + U((k + 1) * stride + offset)]
-            s2 += w[k + 2] * v[base + U((k + 2) * stride + offset)]
-            s3 += w[k + 3] * v[base + U((k + 3) * stride + offset)]
+            s0 += w[k] * v[base + U(k * stride)]
+            s1 += w[k + 1] * v[base + U((k + 1) * stride)]
+            s2 += w[k + 2] * v[base + U((k + 2) * stride)]
+            s3 += w[k + 3] * v[base + U((k + 3) * stride)]
         for k in range(H4, H):
-            s0 += w[k] * v[base + U(k * stride + offset)]
+            s0 += w[k] * v[base + U(k * stride)]
         return (s0 + s1) + (s2 + s3)
 
     @cuda.jit(device=True)
@@ -167,8 +175,13 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
         tid = U(cuda.threadIdx.x)
         g, j, active, unit, base = lane()
         w = cuda.local.array(H, at)
-        hs = cuda.shared.array(H2, at)
-        zs = cuda.shared.array(NT, at)
+        if SIM:  # dynamic shared memory on the simulator (see above register_kernels)
+            sm = cuda.shared.array(0, at)
+            hs = sm[:H2]
+            zs = sm[H2:H2 + NT]
+        else:
+            hs = cuda.shared.array(H2, at)
+            zs = cuda.shared.array(NT, at)
         gl = cuda.local.array(4, at)
         cl = cuda.local.array(1, at)
         hnl = cuda.local.array(1, at)
@@ -194,7 +207,7 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
             ut = U(t)
             cur = (ut & U1) * UH
             if active:
-                zs[tid] = dot(w, hs, cur, 1, 0)
+                zs[tid] = dot(w, hs, cur, 1)
             sync_warp()
             if unit:
                 gl[0], gl[1], gl[2], gl[3] = x
@@ -232,8 +245,13 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
         tid = U(cuda.threadIdx.x)
         g, j, active, unit, base = lane()
         w = cuda.local.array(H, at)
-        ds = cuda.shared.array(GH2, at)
-        ps = cuda.shared.array(NT, at)
+        if SIM:  # dynamic shared memory on the simulator (see above register_kernels)
+            sm = cuda.shared.array(0, at)
+            ds = sm[:GH2]
+            ps = sm[GH2:GH2 + NT]
+        else:
+            ds = cuda.shared.array(GH2, at)
+            ps = cuda.shared.array(NT, at)
         gl = cuda.local.array(4, at)
         dal = cuda.local.array(4, at)
         darl = cuda.local.array(4, at)
@@ -254,7 +272,7 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
             ut = U(t)
             cur = (ut & U1) * UGH
             if active and t < T - 1:
-                ps[tid] = dot(w, ds, UGH - cur + g, G, 0)
+                ps[tid] = dot(w, ds, UGH - cur + g, G)
             sync_warp()
             if unit:
                 dhv, gl[0], gl[1], gl[2], gl[3], hpv, ctv, cpv, hnv = x
@@ -284,11 +302,13 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
             cuda.syncthreads()
         # ∂L/∂h_0 = DArec_0 W_h + the direct path, and ∂L/∂c_0
         if active:
-            ps[tid] = dot(w, ds, g, G, 0)
+            ps[tid] = dot(w, ds, g, G)
         sync_warp()
         if unit:
             dh0[b, j] = parts(ps, base) + direct
             if lstm:
                 dcflow[b, j] = dcf
 
-    return fwd_register, bwd_register, NT
+    size = np.dtype(dtype).itemsize
+    return SimpleNamespace(fwd=fwd_register, bwd=bwd_register, threads=NT,
+                           fwd_shared=(H2 + NT) * size if SIM else 0, bwd_shared=(GH2 + NT) * size if SIM else 0)

@@ -460,7 +460,7 @@ def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
 
 
 def _register_kernels(dtype, spec: CellSpec, H: int):
-    """The register loop's (forward, backward, threads), compiled for this dtype, cell and H."""
+    """The register loop's kernels (:func:`._cuda_register.register_kernels`) for this dtype, cell and H."""
     from . import _cuda_register
 
     return _cuda_register.register_kernels(np.dtype(dtype).type, spec.name, H, spec.num_gates, _cuda_register.AHEAD)
@@ -586,8 +586,8 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
     plan = _plan(K_, spec, B, H, dtype.itemsize, backward=False)
     if plan[0] == "register":
         _, blocks, threads = plan
-        fwd = _register_kernels(dtype, spec, H)[0]
-        _run(K_, fwd, (blocks, threads), W_h, b_hn, dh0, dc0, h, c, gates, hn)
+        rk = _register_kernels(dtype, spec, H)
+        _run(K_, rk.fwd, (blocks, threads, 0, rk.fwd_shared), W_h, b_hn, dh0, dc0, h, c, gates, hn)
     elif plan[0] == "persistent":
         _, blocks, threads, BM, wshared, nbytes, S, S2 = plan
         if wshared:  # the kernel loads W_h^T into shared memory itself
@@ -698,8 +698,8 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     part_c = _scratch(cuda, "part_c", (T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
     if plan[0] == "register":
         _, blocks, nt = plan
-        bwd = _register_kernels(dtype, spec, H)[1]
-        _run(K_, bwd, (blocks, nt), W_h, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,
+        rk = _register_kernels(dtype, spec, H)
+        _run(K_, rk.bwd, (blocks, nt, 0, rk.bwd_shared), W_h, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,
              DA, DArec, part_h, part_c, dcflow, g_h0)
     elif plan[0] == "persistent":
         _, blocks, nt, BM, wshared, nbytes, S, S2 = plan
