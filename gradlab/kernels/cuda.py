@@ -5,9 +5,11 @@ kernels of :mod:`gradlab.kernels._cuda_kernels`:
 
 * forward: the input projection ``x W_x^T + b`` of all T steps is one tiled
   matrix product, written into the gates buffer; then the time loop, either
-  one *persistent* launch (small H: one block per tile of batch rows loops
-  over t, W_h in shared memory when it fits) or one fused launch per step (a
-  tile of ``h_{t-1} W_h^T`` and the gate math on it; two for ``gru``, whose
+  one *register* launch (H ≤ 64: one block per sequence, compiled for the
+  cell and H, W_h in registers; :mod:`._cuda_register`), one *persistent*
+  launch (H ≤ 256: one block per tile of batch rows loops over t, W_h in
+  shared memory when it fits) or one fused launch per step (a tile of
+  ``h_{t-1} W_h^T`` and the gate math on it; two for ``gru``, whose
   candidate needs the whole of r ⊙ h_{t-1});
 * backward: the sweep t = T … 1 in the same two forms, forming the total
   ∂L/∂h_t (and ∂L/∂c_t), recording its norm before ``clip_step``, storing the
@@ -16,10 +18,12 @@ kernels of :mod:`gradlab.kernels._cuda_kernels`:
   as column sums.
 
 Every reduction runs in a fixed order (no atomics), so results do not change
-from run to run. Arrays stay on the device between the kernels; inputs given
-as NumPy arrays are copied to the device once per call, and results come back
-as the kind ``x`` (forward) or ``dh`` (backward) was: NumPy arrays or numba
-device arrays. A forward pass on NumPy input returns a NumPy :class:`Trace`
+from run to run. Kernels get their array arguments as views of device memory
+(:mod:`._cuda_views`: no numba array is made per slice), and the arrays a call
+returns live on pooled memory (:func:`_pooled_array`). Arrays stay on the
+device between the kernels; inputs given as NumPy arrays are copied to the
+device once per call, and results come back as the kind ``x`` (forward) or
+``dh`` (backward) was: NumPy arrays or numba device arrays. A forward pass on NumPy input returns a NumPy :class:`Trace`
 that also keeps its device arrays (``trace._cuda``), so the backward pass on
 that trace copies nothing back up.
 
@@ -44,7 +48,7 @@ import numpy as np
 from ..types import Grads, Params, Trace
 from .cells import CellSpec
 from ._cuda_launch import Site, launch
-from ._cuda_views import View, real, view
+from ._cuda_views import real, view
 
 #: How the time loop runs: "auto" (register for the smallest H, persistent up
 #: to PERSISTENT_MAX_H, one launch per step above), "register" (one block per
@@ -154,7 +158,7 @@ def _scratch(cuda, role: str, shape, dtype):
     Keyed by role, shape and dtype, per host thread (kernels from one thread
     run in order on its stream, so a call never finds its buffer in use).
     Saves the allocation, and the deferred free whose flush synchronises the
-    device, of every intermediate of every call. Returns a :class:`View` of it
+    device, of every intermediate of every call. Returns a :class:`~._cuda_views.View` of it
     (its ``owner`` is the array).
     """
     cache = getattr(_SCRATCH, "arrays", None)
@@ -189,7 +193,7 @@ _OUTPUT_ALIGN = 256
 
 
 def _outputs(cuda, dtype, shapes: dict) -> dict:
-    """Views (:class:`View`) of the given shapes (None: not made) of one device allocation (from the pool of
+    """Views (:class:`~._cuda_views.View`) of the given shapes (None: not made) of one device allocation (from the pool of
     :func:`_pooled_array`), in the order given.
 
     A call's outputs (the trace of a forward pass, the gradients and records
