@@ -114,6 +114,19 @@ assert gcuda._POOL[key] == [buf], gcuda._POOL
 gcuda._lend(gcuda._POOL[key].pop(), None, key, 8, np.dtype(np.float64))  # dropped at once: back at once
 gc.collect()
 assert gcuda._POOL[key] == [buf] and not gcuda._LENT, (gcuda._POOL, gcuda._LENT)
+# the pool is bounded: in bytes (a buffer over the bound is not kept) and in buffers of one size
+gcuda.POOL_MAX_BYTES = 2 * 4096  # 4096 kept already: 8192 more would pass it
+big = (8192, 0)
+gcuda._lend(SimpleNamespace(device_ctypes_pointer=ctypes.c_void_p(0x900000)), None, big, 2048, np.dtype(np.float32))
+gc.collect()
+assert big not in gcuda._POOL or gcuda._POOL[big] == [], gcuda._POOL
+gcuda.POOL_MAX_BYTES = 1 << 30
+spare = [SimpleNamespace(device_ctypes_pointer=ctypes.c_void_p(0xA00000 + i * 4096)) for i in range(gcuda.POOL_KEEP + 2)]
+held = [gcuda._lend(b, None, key, 1024, np.dtype(np.float32)) for b in spare]
+del held
+gc.collect()
+assert len(gcuda._POOL[key]) == gcuda.POOL_KEEP, gcuda._POOL
+assert gcuda.empty_pool() == gcuda.POOL_KEEP * 4096 and not gcuda._POOL
 print("pool ok")
 """
 

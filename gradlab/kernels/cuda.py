@@ -214,10 +214,22 @@ def _outputs(cuda, dtype, shapes: dict) -> dict:
             for name, shape in shapes.items()}
 
 
-#: free output buffers kept per (size, context), at most this many of each size
+#: free output buffers kept per (size, context), at most this many of each size,
 POOL_KEEP = 4
+#: and at most this many bytes of them in all (a larger buffer is freed as numba frees any other): the
+#: pool saves the host cost of allocating, which matters for small calls, not large ones
+POOL_MAX_BYTES = 256 << 20
 _POOL: dict = {}
 _POOL_LOCK = threading.Lock()
+
+
+def empty_pool() -> int:
+    """Let numba free every output buffer the pool keeps (outputs still held are not affected); the bytes
+    let go."""
+    with _POOL_LOCK:
+        freed = sum(key[0] * len(free) for key, free in _POOL.items())
+        _POOL.clear()
+    return freed
 
 
 def _pooled_array(cuda, n: int, dtype):
@@ -279,11 +291,13 @@ def _lend(buf, context, key, n: int, dtype):
 
 
 def _release(key, buf, token) -> None:
-    """Put an output buffer back into the pool (or let numba free it, when the pool of its size is full)."""
+    """Put an output buffer back into the pool (or let numba free it, when the pool is full: POOL_KEEP,
+    POOL_MAX_BYTES)."""
     with _POOL_LOCK:
         _LENT.pop(token, None)
+        kept = sum(k[0] * len(free) for k, free in _POOL.items())
         free = _POOL.setdefault(key, [])
-        if len(free) < POOL_KEEP:
+        if len(free) < POOL_KEEP and kept + key[0] <= POOL_MAX_BYTES:
             free.append(buf)
 
 
@@ -812,4 +826,4 @@ def synchronize() -> None:
 
 
 __all__ = ["forward", "backward", "available", "simulating", "is_device_array", "synchronize", "time_loop",
-           "STRATEGY"]
+           "empty_pool", "STRATEGY"]
