@@ -574,3 +574,15 @@ def test_host_backends_reject_device_arrays(backend):
     with pytest.raises(TypeError, match="dh: backend"):
         gradlab.backward("lstm", p, tr, cuda.to_device(dh), backend=backend)
 
+
+
+@needs_cuda
+def test_register_kernels_refuse_what_they_do_not_run():
+    from gradlab.kernels import _cuda_register
+
+    with pytest.raises(ValueError, match="register loop runs the cells .* got 'gru'"):
+        _cuda_register.register_kernels(np.float32, "gru", 8, 3)
+    with pytest.raises(ValueError, match="H = 65"):
+        _cuda_register.register_kernels(np.float32, "lstm", 65, 4)
+    with pytest.raises(ValueError, match="ahead: expected 1 or 2, got 3"):
+        _cuda_register.register_kernels(np.float32, "lstm", 8, 4, 3)
