@@ -160,7 +160,8 @@ def write_markdown(rows, path: Path, meta: dict, complete: bool) -> None:
         "(`first_s`: the first call, Numba compilation included), `synchronize` inside the timed region, "
         "device-resident inputs for gradlab `cuda`. `vs_torch` = torch time / this time (> 1: faster than "
         "cuDNN). `path`: the time loop gradlab `cuda` chose (register or persistent: one kernel for the whole sequence; stepwise: launches per step). "
-        "`dx_rel_err`: max relative error of ∂L/∂x against gradlab `cpu` (else torch).",
+        "`dx_rel_err`: max relative error of ∂L/∂x against gradlab `cpu` (else torch). TF32 in cuDNN's "
+        f"float32 products: {meta.get('tf32', '-')} (`--cudnn-tf32`; gradlab computes in full float32).",
         "",
     ]
     if not complete:
@@ -209,6 +210,10 @@ def main(argv=None) -> int:
                     help="comma-separated TxBxH, e.g. 1000x1x32,100x8x128 (default: all of the comparison's)")
     ap.add_argument("--cells", default=None, help=f"comma-separated, from {', '.join(CELLS)} (default: all)")
     ap.add_argument("--dtypes", default="float32,float64", help="comma-separated, from float32, float64")
+    ap.add_argument("--cudnn-tf32", choices=("default", "off"), default="default",
+                    help="TF32 tensor cores in cuDNN's float32 RNNs: PyTorch's default (torch.backends.cudnn."
+                         "allow_tf32, True: inputs rounded to 10-bit mantissas inside its products) or off, "
+                         "for full float32 like gradlab's (default: %(default)s)")
     args = ap.parse_args(argv)
     cells_arg = parse_names(ap, "--cells", args.cells, CELLS)
     dtypes = parse_names(ap, "--dtypes", args.dtypes, ("float32", "float64"))
@@ -230,8 +235,11 @@ def main(argv=None) -> int:
         torch_version = torch.__version__
         if no_torch is None:
             torch.backends.cudnn.benchmark = False
+            if args.cudnn_tf32 == "off":
+                torch.backends.cudnn.allow_tf32 = False
+        tf32 = "-" if no_torch else ("allowed" if torch.backends.cudnn.allow_tf32 else "off")
     except Exception:
-        torch_version = "absent"
+        torch_version, tf32 = "absent", "-"
     try:
         from importlib.metadata import version
         numba_cuda_version = version("numba-cuda")
@@ -240,7 +248,7 @@ def main(argv=None) -> int:
     import numba
 
     meta = dict(card=card_name(), date=time.strftime("%Y-%m-%d %H:%M"), numba=numba.__version__,
-                numba_cuda=numba_cuda_version, torch=torch_version)
+                numba_cuda=numba_cuda_version, torch=torch_version, tf32=tf32)
     log(f"card: {meta['card']}; torch: {no_torch or 'cuDNN on the GPU'}")
     rows: list[dict] = []
     csv_paths = [d / "gpu.csv" for d in out_dirs]
