@@ -159,7 +159,8 @@ def write_markdown(rows, path: Path, meta: dict, complete: bool) -> None:
         "Forward + full BPTT of L = sum of all outputs, D = H; median of repeated runs after a warm-up call "
         "(`first_s`: the first call, Numba compilation included), `synchronize` inside the timed region, "
         "device-resident inputs for gradlab `cuda`. `vs_torch` = torch time / this time (> 1: faster than "
-        "cuDNN). `path`: the time loop gradlab `cuda` chose (register or persistent: one kernel for the whole sequence; stepwise: launches per step). "
+        "cuDNN). `path`: the time loop gradlab `cuda` chose (register or persistent: one kernel for the whole "
+        "sequence; stepwise: launches per step). "
         "`dx_rel_err`: max relative error of ∂L/∂x against gradlab `cpu` (else torch). TF32 in cuDNN's "
         f"float32 products: {meta.get('tf32', '-')} (`--cudnn-tf32`; gradlab computes in full float32).",
         "",

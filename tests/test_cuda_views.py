@@ -121,7 +121,8 @@ gcuda._lend(SimpleNamespace(device_ctypes_pointer=ctypes.c_void_p(0x900000)), No
 gc.collect()
 assert big not in gcuda._POOL or gcuda._POOL[big] == [], gcuda._POOL
 gcuda.POOL_MAX_BYTES = 1 << 30
-spare = [SimpleNamespace(device_ctypes_pointer=ctypes.c_void_p(0xA00000 + i * 4096)) for i in range(gcuda.POOL_KEEP + 2)]
+spare = [SimpleNamespace(device_ctypes_pointer=ctypes.c_void_p(0xA00000 + i * 4096))
+         for i in range(gcuda.POOL_KEEP + 2)]
 held = [gcuda._lend(b, None, key, 1024, np.dtype(np.float32)) for b in spare]
 del held
 gc.collect()

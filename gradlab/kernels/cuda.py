@@ -193,15 +193,15 @@ _OUTPUT_ALIGN = 256
 
 
 def _outputs(cuda, dtype, shapes: dict) -> dict:
-    """Views (:class:`~._cuda_views.View`) of the given shapes (None: not made) of one device allocation (from the pool of
-    :func:`_pooled_array`), in the order given.
+    """Views (:class:`~._cuda_views.View`) of the given shapes (None: not made) of one device allocation
+    (from the pool of :func:`_pooled_array`), in the order given.
 
     A call's outputs (the trace of a forward pass, the gradients and records
     of a backward pass) are made this way: one device allocation, with its
     deferred free, costs about 0.1 ms of host time (``gpu_breakdown.py``), and
     a backward pass returns up to nine arrays. Each view starts at a multiple
     of 256 bytes; each keeps the allocation alive. What is returned to the
-    caller is made a numba array with :func:`real`.
+    caller is made from them by :func:`_handed_out`.
     """
     align = max(1, _OUTPUT_ALIGN // np.dtype(dtype).itemsize)
     sizes = {name: math.prod(shape) for name, shape in shapes.items() if shape is not None}
@@ -639,19 +639,27 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
             if gru:
                 point_n(t, prod_n(S, W_n, tb=True), dh0, h, gates)
 
-    dev = _DeviceTrace(h=h, c=c if lstm else None, x=dx, h0=dh0, c0=dc0 if lstm else None, gates=gates,
-                       hn=hn if cudnn else None)
+    made = _handed_out({f: out[f] for f in ("h", "c", "gates", "hn")}, host)
     if not host:
-        return Trace(cell=spec.name, x=x_dev, h0=h0_dev, c0=c0_dev, backend="cuda",
-                     **{f: _maybe(real, getattr(dev, f)) for f in ("h", "c", "gates", "hn")})
-    trace = Trace(cell=spec.name, x=x, h0=h0, c0=c0, backend="cuda",
-                  **{f: _maybe(lambda a: real(a).copy_to_host(), getattr(dev, f)) for f in ("h", "c", "gates", "hn")})
-    trace._cuda = dev
+        return Trace(cell=spec.name, x=x_dev, h0=h0_dev, c0=c0_dev, backend="cuda", **made)
+    trace = Trace(cell=spec.name, x=x, h0=h0, c0=c0, backend="cuda", **made)
+    trace._cuda = _DeviceTrace(h=h, c=out["c"], x=dx, h0=dh0, c0=dc0 if lstm else None, gates=gates, hn=out["hn"])
     return trace
 
 
 def _maybe(fn, a):
     return None if a is None else fn(a)
+
+
+def _handed_out(views: dict, host: bool) -> dict:
+    """The outputs a call returns, from their views of one allocation (:func:`_outputs`): numba device arrays,
+    or for NumPy input, NumPy arrays cut out of one copy of the whole allocation (one transfer and one wait
+    for the device, not one an array)."""
+    if not host:
+        return {name: _maybe(real, v) for name, v in views.items()}
+    whole = next(v for v in views.values() if v is not None).owner.copy_to_host()
+    return {name: _maybe(lambda v: whole[v.offset // v.dtype.itemsize:][:v.size].reshape(v.shape), v)
+            for name, v in views.items()}
 
 
 def _device_trace(cuda, trace: Trace) -> _DeviceTrace:
@@ -772,8 +780,7 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
         _colsum(cuda, K_, k, DR2[:, 2 * H:], out["b_hn"])
     _gemm(cuda, K_, k, DA2, W_x, out["x"].reshape(T * B, D))
 
-    out = {name: _maybe(lambda a: real(a).copy_to_host() if host else real(a), a) for name, a in out.items()}
-    return Grads(**out)
+    return Grads(**_handed_out(out, host))
 
 
 def device_nonfinite_flags(arrays) -> list[bool]:
