@@ -59,7 +59,7 @@ from gpu_compare import (make_inputs, parse_configs, parse_names, rel_err, run_t
                          torch_cuda_available)
 from gradlab import validate  # noqa: E402
 from gradlab.kernels import cuda as gcuda  # noqa: E402
-from gradlab.kernels._cuda_launch import launch  # noqa: E402
+from gradlab.kernels._cuda_launch import allow_shared, launch  # noqa: E402
 from gradlab.kernels.cells import get_cell  # noqa: E402
 
 CONFIGS = [(1000, 1, 32), (100, 8, 128), (100, 64, 512)]
@@ -91,10 +91,13 @@ def loop_kernels(cell, pd, dhd, T, B, H, dtype):
     dcflow = cuda.to_device(np.zeros((B, H), dtype))
     g_h0 = cuda.device_array((B, H), dtype)
     if fplan[0] == "register":
-        rk = gcuda._register_kernels(dtype, spec, H)
+        rk = gcuda._register_kernels(dtype, spec, H, fplan[3])
         fwd, bwd = rk.fwd[fplan[1], fplan[2], 0, rk.fwd_shared], rk.bwd[bplan[1], bplan[2], 0, rk.bwd_shared]
-        return (lambda: fwd(pd.W_h, b_hn, h0, h0, h, c, gates, hn),
-                lambda: bwd(pd.W_h, dhd, gates, h, c, hn, h0, h0, 0.0, False, DA, DA, sq_h, sq_c, dcflow, g_h0))
+        fargs = (pd.W_h, b_hn, h0, h0, h, c, gates, hn)
+        bargs = (pd.W_h, dhd, gates, h, c, hn, h0, h0, 0.0, False, DA, DA, sq_h, sq_c, dcflow, g_h0)
+        allow_shared(rk.fwd, fargs, rk.fwd_shared, K_.SIM)  # (past 48 KB: W_h partly in shared memory)
+        allow_shared(rk.bwd, bargs, rk.bwd_shared, K_.SIM)
+        return lambda: fwd(*fargs), lambda: bwd(*bargs)
     cid = K_.CELL_ID[cell]
     _, blocks, nt, BM, wshared, nbytes, S, S2 = fplan
     fwd = k.fwd_persistent[blocks, nt, 0, nbytes]

@@ -16,6 +16,7 @@ it; each row says so.
 
     PYTHONPATH=. python benchmarks/gpu_compare.py               # the full comparison (reports/performance/)
     PYTHONPATH=. python benchmarks/gpu_compare.py --tiny --out /tmp/x   # a smoke run (CI, simulator)
+    PYTHONPATH=. python benchmarks/gpu_compare.py --strategy register --out /tmp/r   # another time loop
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def write_markdown(rows, path: Path, meta: dict, complete: bool) -> None:
         "(`first_s`: the first call, Numba compilation included), `synchronize` inside the timed region, "
         "device-resident inputs for gradlab `cuda`. `vs_torch` = torch time / this time (> 1: faster than "
         "cuDNN). `path`: the time loop gradlab `cuda` chose (register or persistent: one kernel for the whole "
-        "sequence; stepwise: launches per step). "
+        f"sequence; stepwise: launches per step; asked for: `{meta.get('strategy', 'auto')}`, `--strategy`). "
         "`dx_rel_err`: max relative error of ∂L/∂x against gradlab `cpu` (else torch). TF32 in cuDNN's "
         f"float32 products: {meta.get('tf32', '-')} (`--cudnn-tf32`; gradlab computes in full float32).",
         "",
@@ -215,6 +216,10 @@ def main(argv=None) -> int:
                     help="TF32 tensor cores in cuDNN's float32 RNNs: PyTorch's default (torch.backends.cudnn."
                          "allow_tf32, True: inputs rounded to 10-bit mantissas inside its products) or off, "
                          "for full float32 like gradlab's (default: %(default)s)")
+    ap.add_argument("--strategy", choices=gcuda.STRATEGIES, default="auto",
+                    help="the time loop gradlab cuda is asked for (gradlab.kernels.cuda.STRATEGY; where the shape "
+                         "does not suit it, the backend's fallback runs: the path column says which; default: "
+                         "%(default)s)")
     args = ap.parse_args(argv)
     cells_arg = parse_names(ap, "--cells", args.cells, CELLS)
     dtypes = parse_names(ap, "--dtypes", args.dtypes, ("float32", "float64"))
@@ -226,6 +231,7 @@ def main(argv=None) -> int:
         d.mkdir(parents=True, exist_ok=True)
 
     gcuda.cuda_module()  # fail early and clearly without a GPU / simulator
+    gcuda.STRATEGY = args.strategy
     configs, cells = (TINY_CONFIGS, TINY_CELLS) if args.tiny else (CONFIGS, CELLS)
     configs = args.configs or configs
     cells = [c for c in cells if c in cells_arg] if cells_arg else cells
@@ -249,7 +255,7 @@ def main(argv=None) -> int:
     import numba
 
     meta = dict(card=card_name(), date=time.strftime("%Y-%m-%d %H:%M"), numba=numba.__version__,
-                numba_cuda=numba_cuda_version, torch=torch_version, tf32=tf32)
+                numba_cuda=numba_cuda_version, torch=torch_version, tf32=tf32, strategy=args.strategy)
     log(f"card: {meta['card']}; torch: {no_torch or 'cuDNN on the GPU'}")
     rows: list[dict] = []
     csv_paths = [d / "gpu.csv" for d in out_dirs]

@@ -106,24 +106,74 @@ def test_register_loop_one_unit(monkeypatch):
 
 @needs_cuda
 def test_register_plan(monkeypatch):
-    """"auto" takes the register loop for the cells with one product a step up to its largest H, one block
-    per sequence; elsewhere both plan as "persistent" does."""
-    from gradlab.kernels import _cuda_register
+    """The register loop, one block per sequence, for the cells with one product a step: "auto" takes it up
+    to AUTO_MAX_H, "register" up to MAX_H; elsewhere both plan as "persistent" does."""
+    from gradlab.kernels import _cuda_register as R
 
     K_, _ = gcuda._ker(np.float32)
-    top = _cuda_register.MAX_H
-    for strategy in ("auto", "register"):
+    for strategy, top in (("auto", R.AUTO_MAX_H), ("register", R.MAX_H)):
         monkeypatch.setattr(gcuda, "STRATEGY", strategy)
         for cell in CELLS:
             spec = get_cell(cell)
-            for H in (1, 9, top, top + 1):
+            for H in (1, 9, R.AUTO_MAX_H, R.AUTO_MAX_H + 1, R.MAX_H, R.MAX_H + 1):
                 plan = gcuda._plan(K_, spec, 7, H, 4, backward=True)
                 if cell != "gru" and H <= top:
-                    pw, threads = _cuda_register.layout(spec.num_gates, H)
-                    assert plan == ("register", 7, threads), (cell, H, plan)
-                    assert threads % _cuda_register.LANES == 0 and threads // _cuda_register.LANES * pw >= H
+                    pw, threads = R.layout(spec.num_gates, H)
+                    assert plan == ("register", 7, threads, R.register_words(4, spec.num_gates, H)), (cell, H, plan)
+                    assert threads % R.LANES == 0 and threads // R.LANES * pw >= H
                 else:  # (persistent where it fits: the simulator's persistent blocks are small)
                     assert plan[0] == ("persistent" if H <= K_.PERSISTENT_MAX_THREADS else "stepwise"), (cell, H, plan)
+
+
+@needs_cuda
+def test_register_words_fit_the_register_file_and_shared_memory(monkeypatch):
+    """A thread keeps all H words of W_h in registers where they fit in its share of the register file, else a
+    multiple of 4 of them and the rest in shared memory; a shape whose rest does not fit the block's shared
+    memory is not taken (float64 LSTM at H = 128: planned as "persistent" plans it)."""
+    from gradlab.kernels import _cuda_register as R
+
+    for size in (4, 8):
+        for G in (1, 2, 3, 4):
+            for H in (1, 5, 32, 64, 96, 128):
+                threads = R.layout(G, H)[1]
+                budget = R.register_budget(threads)
+                assert budget % 8 == 0 or budget == R.THREAD_REGISTERS
+                assert budget * threads <= R.REGISTER_FILE and budget <= R.THREAD_REGISTERS
+                hr = R.register_words(size, G, H)
+                assert hr == H or (4 <= hr < H and hr % 4 == 0), (size, G, H, hr)
+                if hr < H:  # (the most words that leave the other registers free)
+                    assert (hr + 4) * size > (budget - R.OTHER_REGISTERS[size]) * 4
+                    for backward in (False, True):
+                        grows = R.shared_bytes(size, G, H, hr, backward) - R.shared_bytes(size, G, H, H, backward)
+                        assert grows == (H - hr) * threads * size
+    assert not R.supports("lstm", 128, 4, 8, 227 * 1024)
+    assert R.supports("lstm", 128, 4, 4, 227 * 1024) and not R.supports("lstm", 128, 4, 4, 48 * 1024)
+    K_, _ = gcuda._ker(np.float64)
+    plans = []
+    for strategy in ("register", "persistent"):
+        monkeypatch.setattr(gcuda, "STRATEGY", strategy)
+        plans.append(gcuda._plan(K_, get_cell("lstm"), 2, 128, 8, backward=False))
+    assert plans[0] == plans[1]
+    monkeypatch.setattr(R, "REGISTER_WORDS", 6)
+    assert [R.register_words(4, 4, H) for H in (5, 6, 7, 9)] == [5, 6, 4, 4]
+
+
+@needs_cuda
+@pytest.mark.parametrize(("cell", "dtype"), [(c, d) for c in ("rnn_tanh", "gru_simple", "gru_cudnn", "lstm")
+                                             for d in (np.float64, np.float32)])
+def test_register_loop_with_words_in_shared_memory(cell, dtype, monkeypatch):
+    """Where a thread's words of W_h do not all fit in its registers, the rest come from shared memory (here
+    with at most 4 in registers: 4 + 5 and 4 + 2 words, with and without a remainder past a multiple of 4)."""
+    from gradlab.kernels import _cuda_register as R
+
+    monkeypatch.setattr(gcuda, "STRATEGY", "register")
+    monkeypatch.setattr(R, "REGISTER_WORDS", 4)
+    K_, _ = gcuda._ker(dtype)
+    size = np.dtype(dtype).itemsize
+    for T, B, H in ((3, 2, 9), (2, 1, 6)):
+        for backward in (False, True):
+            assert gcuda._plan(K_, get_cell(cell), B, H, size, backward)[3] == 4
+        assert_agree(cell, make_problem(cell, T, B, 3, H, dtype=dtype, seed=T + H, scale=1.5), dtype, clip_step=0.4)
 
 
 @needs_cuda
@@ -463,6 +513,23 @@ def test_gpu_check_script_tiny(tmp_path):
     check_step_latency(latency)
 
 
+@needs_cuda
+def test_gpu_compare_runs_the_time_loop_asked_for(tmp_path):
+    """``gpu_compare.py --strategy`` times gradlab cuda under that loop and says so (the header, ``path``)."""
+    if not SIM:
+        pytest.skip("the tiny run is the simulator's")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_compare.py"), "--tiny", "--cells", "lstm",
+                          "--dtypes", "float64", "--strategy", "stepwise", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    md = (tmp_path / "gpu.md").read_text(encoding="utf-8")
+    assert "asked for: `stepwise`" in md
+    assert re.search(r"\| lstm \| float64 \| 3 \| 2 \| 4 \| gradlab-cuda \| stepwise \| \d", md), md
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_compare.py"), "--strategy", "fastest"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert bad.returncode == 2 and "--strategy: invalid choice: 'fastest'" in bad.stderr
+
+
 def check_breakdown(text):
     """The tables of ``gpu_breakdown.py --tiny``: every column measured (torch may be absent)."""
     tables = [[line for line in block.splitlines() if line.startswith("| ") and line[2:3].isalpha()][1:]
@@ -512,6 +579,31 @@ def test_gpu_agrees_at_real_shapes(cell, dtype, strategy):
         if strategy in ("register", "persistent") and H > 256:
             continue
         assert_agree(cell, make_problem(cell, T, B, D, H, dtype=dtype, seed=7, scale=1.1), dtype, clip_step=0.5)
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", [c for c in CELLS if c != "gru"])
+def test_gpu_register_loop_at_h128(cell, dtype, monkeypatch):
+    """The register loop at H = 128, past what "auto" gives it: in float32 the LSTM and cuDNN GRU keep part of
+    W_h in opt-in shared memory (over 48 KB a block); where that does not fit (float64 LSTM and cuDNN GRU),
+    "register" plans as "persistent" does."""
+    from gradlab.kernels import _cuda_register as R
+
+    T, B, D, H = 12, 5, 16, 128
+    size = np.dtype(dtype).itemsize
+    G = gradlab.CELLS[cell].num_gates
+    K_, _ = gcuda._ker(dtype)
+    monkeypatch.setattr(gcuda, "STRATEGY", "register")
+    plan = gcuda._plan(K_, get_cell(cell), B, H, size, backward=True)
+    if size == 8 and cell in ("lstm", "gru_cudnn"):
+        assert plan[0] != "register"
+    else:
+        assert plan[0] == "register"
+        if size == 4 and cell in ("lstm", "gru_cudnn"):
+            assert plan[3] < H and R.shared_bytes(size, G, H, plan[3], True) > gcuda.SHARED_LIMIT
+    assert_agree(cell, make_problem(cell, T, B, D, H, dtype=dtype, seed=9, scale=1.1), dtype, clip_step=0.5)
 
 
 @gpu
@@ -582,7 +674,10 @@ def test_register_kernels_refuse_what_they_do_not_run():
 
     with pytest.raises(ValueError, match="register loop runs the cells .* got 'gru'"):
         _cuda_register.register_kernels(np.float32, "gru", 8, 3)
-    with pytest.raises(ValueError, match="H = 65"):
-        _cuda_register.register_kernels(np.float32, "lstm", 65, 4)
+    with pytest.raises(ValueError, match="H = 129"):
+        _cuda_register.register_kernels(np.float32, "lstm", 129, 4)
+    for hr in (0, 6, 9):
+        with pytest.raises(ValueError, match=f"hr: expected H = 8 or a multiple of 4 from 4 to H - 1, got {hr}"):
+            _cuda_register.register_kernels(np.float32, "lstm", 8, 4, 1, hr)
     with pytest.raises(ValueError, match="ahead: expected 1 or 2, got 3"):
         _cuda_register.register_kernels(np.float32, "lstm", 8, 4, 3)

@@ -21,6 +21,10 @@ arrays, integers, floats and booleans, for debug or cooperative kernels, and
 where the driver library or numba's compiled-kernel attributes are not found;
 and for a single launch, when the current context is not the one the kernel
 was prepared in (another device selected since).
+
+A launch that asks for more than 48 KB of dynamic shared memory a block (the
+register time loop with part of W_h in shared memory) first lets its kernel
+have it on the current device (:func:`allow_shared`), as CUDA requires.
 """
 
 from __future__ import annotations
@@ -33,7 +37,10 @@ from collections import OrderedDict
 
 from ._cuda_views import View, real
 
-__all__ = ["Launcher", "Site", "kept_launcher", "launch"]
+__all__ = ["Launcher", "Site", "allow_shared", "kept_launcher", "launch"]
+
+#: Dynamic shared memory a block has without asking (bytes); past it the kernel must opt in (:func:`allow_shared`).
+SHARED_WITHOUT_OPT_IN = 48 * 1024
 
 _DRIVER = None
 _DRIVER_LOCK = threading.Lock()
@@ -125,6 +132,25 @@ class _Packed:
         return True
 
 
+def allow_shared(kernel, args, nbytes: int, simulated: bool) -> None:
+    """Let the kernel compiled for ``args`` take ``nbytes`` of dynamic shared memory a block on the current
+    device (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES; needed past 48 KB). Compiles the kernel for those
+    argument types if it is not yet; nothing to do on the simulator or at 48 KB and below."""
+    if simulated or nbytes <= SHARED_WITHOUT_OPT_IN:
+        return
+    from numba.cuda.cudadrv import driver as drv
+
+    args = [real(a) for a in args]
+    compiled = kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
+    try:
+        fn = compiled._codelibrary.get_cufunc()
+        attr = drv.binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        drv.driver.cuKernelSetAttribute(attr, int(nbytes), fn.handle, fn.device.id)
+    except (AttributeError, drv.CudaAPIError) as err:
+        raise RuntimeError(f"{kernel.py_func.__name__} needs {nbytes} bytes of shared memory a block, and asking "
+                           f"the device for more than {SHARED_WITHOUT_OPT_IN} failed: {err}") from err
+
+
 def _dim3(d):
     d = tuple(d) if isinstance(d, (tuple, list)) else (d,)
     return (tuple(int(v) for v in d) + (1, 1, 1))[:3]
@@ -168,6 +194,8 @@ class Launcher:
         if packed and packed(args, check):
             return True
         args = [real(a) for a in args]
+        if len(self.config) > 3:
+            allow_shared(self.kernel, args, int(self.config[3]), self.simulated)
         self.kernel[self.config](*args)
         self._calls += 1
         if self._calls >= 2 and self._packed is None:

@@ -25,6 +25,14 @@ lanes of its own warp, a step takes one warp barrier and one block barrier.
   column j (consecutive lanes read consecutive words: no bank conflicts); the
   unit lane adds the G parts in order, then the gate gradients.
 
+Where a thread's H words of W_h do not all fit in its registers (H = 128 in
+float32 for the LSTM: 512 threads, at most 128 registers each), it keeps the
+first ``hr`` of them there and the other H - hr in shared memory, at
+``ws[k * threads + tid]``: a thread reads only its own words, consecutive
+threads consecutive words, so neither a barrier nor a bank conflict. Past 48 KB
+that takes the opt-in shared memory of the multiprocessor (227 KB on sm_90);
+:func:`register_words` and :func:`shared_bytes` size it.
+
 Every sum runs in a fixed order, so results do not change from run to run. The
 full ``gru`` (two products a step, the second on r ⊙ h_{t-1}) is left to the
 persistent loop.
@@ -46,8 +54,24 @@ from ._cuda_kernels import GRU_CUDNN, LSTM, SIM, U, U0, U1, U2
 #: shapes still take several of them.
 LANES = 8 if SIM else 32
 
-#: Largest H the register loop takes: its threads hold H words of W_h each.
-MAX_H = 64
+#: Largest H the register loop takes: its threads hold H words of W_h each, in registers and, past what
+#: the register file allows, in shared memory.
+MAX_H = 128
+
+#: Largest H for which "auto" picks the register loop: where it was measured faster than the persistent
+#: loop (every thread's words of W_h in registers; see ``reports/performance/gpu.md``).
+AUTO_MAX_H = 64
+
+#: 32-bit registers of the multiprocessor's register file, and the most one thread can have.
+REGISTER_FILE, THREAD_REGISTERS = 65536, 255
+
+#: 32-bit registers a thread needs besides its words of W_h, by item size (ptxas, sm_90: with all 64 words of
+#: a row in registers, the kernels take 122–128 registers in float32 and 204–220 in float64).
+OTHER_REGISTERS = {4: 64, 8: 96}
+
+#: A cap on the words of W_h a thread keeps in registers (None: what the register file allows). Tests lower
+#: it, so that shapes small enough for the simulator run the split between registers and shared memory.
+REGISTER_WORDS = None
 
 #: The cells it runs (the full ``gru`` needs two products a step).
 CELLS = ("rnn_tanh", "rnn_relu", "gru_simple", "gru_cudnn", "lstm")
@@ -59,9 +83,35 @@ def layout(G: int, H: int) -> tuple[int, int]:
     return pw, -(-H // pw) * LANES
 
 
-def supports(cell: str, H: int, G: int) -> bool:
-    """Whether the register loop runs this cell at this hidden size."""
-    return cell in CELLS and H <= MAX_H and G <= LANES
+def register_budget(threads: int) -> int:
+    """The registers a thread may take when ``threads`` of them share a multiprocessor (a multiple of 8)."""
+    return min(THREAD_REGISTERS, REGISTER_FILE // threads // 8 * 8)
+
+
+def register_words(itemsize: int, G: int, H: int) -> int:
+    """How many of its H words of W_h a thread keeps in registers: all of them where they fit, else a
+    multiple of 4 (at least 4; the rest lie in shared memory)."""
+    words = (register_budget(layout(G, H)[1]) - OTHER_REGISTERS[itemsize]) * 4 // itemsize
+    if REGISTER_WORDS is not None:
+        words = min(words, REGISTER_WORDS)
+    return H if H <= words else max(4, words - words % 4)
+
+
+def shared_bytes(itemsize: int, G: int, H: int, hr: int, backward: bool) -> int:
+    """Shared memory of one block: the double-buffered state (h, or the gate gradients), one product per
+    thread, and the H - hr words of W_h each thread keeps there."""
+    threads = layout(G, H)[1]
+    state = 2 * G * H if backward else 2 * H
+    return (state + threads + (H - hr) * threads) * itemsize
+
+
+def supports(cell: str, H: int, G: int, itemsize: int = 4, shared_limit: int = 48 * 1024) -> bool:
+    """Whether the register loop runs this cell at this hidden size, in a block of at most ``shared_limit``
+    bytes of shared memory."""
+    if cell not in CELLS or H > MAX_H or G > LANES:
+        return False
+    hr = register_words(itemsize, G, H)
+    return hr == H or max(shared_bytes(itemsize, G, H, hr, bw) for bw in (False, True)) <= shared_limit
 
 
 #: How many steps ahead a unit's loads from global memory are issued (1 or 2). A step is shorter than a
@@ -72,20 +122,25 @@ AHEAD = 1
 
 
 # The simulator makes a static shared array when the first thread of a block reaches it, without a lock,
-# so two threads can get arrays of their own (about one run in six of the register tests failed). There, and only there,
-# the kernels cut their shared arrays out of dynamic shared memory, one buffer a block, of the size
+# so two threads can get arrays of their own (about one run in six of the register tests failed). There, and
+# where words of W_h lie in shared memory (past 48 KB a block, which only dynamic shared memory can have), the
+# kernels cut their shared arrays out of dynamic shared memory, one buffer a block, of the size
 # register_kernels returns (``fwd_shared``, ``bwd_shared``).
 
 
 @lru_cache(maxsize=None)
-def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
-    """The kernels for one dtype, cell and hidden size, loading ``ahead`` steps ahead (see AHEAD): ``fwd``,
-    ``bwd``, their ``threads`` a block, and the dynamic shared memory a launch takes (``fwd_shared``,
-    ``bwd_shared``: bytes, zero but on the simulator)."""
+def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1, hr: int | None = None):
+    """The kernels for one dtype, cell and hidden size, loading ``ahead`` steps ahead (see AHEAD), each thread
+    keeping ``hr`` words of W_h in registers (None: all H) and the rest in shared memory: ``fwd``, ``bwd``,
+    their ``threads`` a block, and the dynamic shared memory a launch takes (``fwd_shared``, ``bwd_shared``:
+    bytes; zero where every word sits in registers, but on the simulator)."""
     if ahead not in (1, 2):
         raise ValueError(f"ahead: expected 1 or 2, got {ahead}")
-    if not supports(cell, H, G):
+    if cell not in CELLS or H > MAX_H or G > LANES:
         raise ValueError(f"the register loop runs the cells {CELLS} up to H = {MAX_H}; got {cell!r}, H = {H}")
+    HR = H if hr is None else hr  # noqa: N806 (constants of the kernels, as those below)
+    if not (HR == H or 4 <= HR < H and HR % 4 == 0):
+        raise ValueError(f"hr: expected H = {H} or a multiple of 4 from 4 to H - 1, got {hr}")
     AHEAD = ahead  # noqa: N806 (a constant of the kernels)
     k = K_.kernels(np.dtype(dtype).type)
     fwd_elem, bwd_elem, load_gates = k.fwd_elem, k.bwd_elem, k.load_gates
@@ -101,8 +156,13 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
     lstm, cudnn = CELL == LSTM, CELL == GRU_CUDNN
     GH = G * H
     PW, NT = layout(G, H)
-    H4 = H - H % 4
+    HS = H - HR  # the words of a thread's row (column slice) of W_h in shared memory
+    HR4, HS4 = HR - HR % 4, HS - HS % 4
+    DYN = SIM or HS > 0  # the shared arrays are cut out of dynamic shared memory (see above register_kernels)
     H2, GH2 = 2 * H, 2 * GH  # shared-array sizes must be constants, not expressions
+    WS = HS * NT
+    budget = register_budget(NT)  # (below the most a thread can have only past H = 64)
+    jit_options = {} if SIM or budget == THREAD_REGISTERS else {"max_registers": budget}
     UH, UGH, UG, UPW = U(H), U(GH), U(G), U(PW)
 
     @cuda.jit(device=True)
@@ -124,19 +184,27 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
         return g, j, g < UG and j < UH, g == U0 and j < UH, w * U(LANES) + ln % UPW
 
     @cuda.jit(device=True)
-    def dot(w, v, base, stride):
-        """Σ_{k<H} w[k] v[base + k*stride] (a constant stride), in four interleaved sums."""
+    def dot(w, ws, tid, v, base, stride):
+        """Σ_{k<H} W_k v[base + k*stride] (a constant stride), in four interleaved sums, where W_k is w[k]
+        (registers) for k < HR and ws[(k - HR) * NT + tid] (shared memory) after."""
         s0 = zero
         s1 = zero
         s2 = zero
         s3 = zero
-        for k in range(0, H4, 4):
+        for k in range(0, HR4, 4):
             s0 += w[k] * v[base + U(k * stride)]
             s1 += w[k + 1] * v[base + U((k + 1) * stride)]
             s2 += w[k + 2] * v[base + U((k + 2) * stride)]
             s3 += w[k + 3] * v[base + U((k + 3) * stride)]
-        for k in range(H4, H):
+        for k in range(HR4, HR):
             s0 += w[k] * v[base + U(k * stride)]
+        for k in range(0, HS4, 4):
+            s0 += ws[U(k * NT) + tid] * v[base + U((HR + k) * stride)]
+            s1 += ws[U((k + 1) * NT) + tid] * v[base + U((HR + k + 1) * stride)]
+            s2 += ws[U((k + 2) * NT) + tid] * v[base + U((HR + k + 2) * stride)]
+            s3 += ws[U((k + 3) * NT) + tid] * v[base + U((HR + k + 3) * stride)]
+        for k in range(HS4, HS):
+            s0 += ws[U(k * NT) + tid] * v[base + U((HR + k) * stride)]
         return (s0 + s1) + (s2 + s3)
 
     @cuda.jit(device=True)
@@ -168,28 +236,32 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
             hnv = hn[t, b, j]
         return dh[t, b, j], g0, g1, g2, g3, hp, ct, cp, hnv
 
-    @cuda.jit
+    @cuda.jit(**jit_options)
     def fwd_register(W, bhn, h0, c0, h, c, gates, hn):
         """Forward over all T steps of sequence blockIdx.x (see the module docstring)."""
         T = gates.shape[0]
         b = U(cuda.blockIdx.x)
         tid = U(cuda.threadIdx.x)
         g, j, active, unit, base = lane()
-        w = cuda.local.array(H, at)
-        if SIM:  # dynamic shared memory on the simulator (see above register_kernels)
+        w = cuda.local.array(HR, at)
+        if DYN:
             sm = cuda.shared.array(0, at)
             hs = sm[:H2]
             zs = sm[H2:H2 + NT]
+            ws = sm[H2 + NT:H2 + NT + WS]
         else:
             hs = cuda.shared.array(H2, at)
             zs = cuda.shared.array(NT, at)
+            ws = zs  # (no words of W_h in shared memory)
         gl = cuda.local.array(4, at)
         cl = cuda.local.array(1, at)
         hnl = cuda.local.array(1, at)
         if active:
             row = g * UH + j
-            for kk in range(H):
+            for kk in range(HR):
                 w[kk] = W[row, U(kk)]
+            for kk in range(HS):
+                ws[U(kk * NT) + tid] = W[row, U(HR + kk)]
         x = (zero, zero, zero, zero)  # the input projections of step t
         y = x  # and of step t + 1 (AHEAD = 2)
         cst = zero
@@ -208,7 +280,7 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
             ut = U(t)
             cur = (ut & U1) * UH
             if active:
-                zs[tid] = dot(w, hs, cur, 1)
+                zs[tid] = dot(w, ws, tid, hs, cur, 1)
             sync_warp()
             if unit:
                 gl[0], gl[1], gl[2], gl[3] = x
@@ -234,7 +306,7 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
                     x = fwd_values(gates, ut + U1, b, j)
             cuda.syncthreads()
 
-    @cuda.jit
+    @cuda.jit(**jit_options)
     def bwd_register(W, dh, gates, h, c, hn, h0, c0, bound, do_clip, DA, DArec, sq_h, sq_c, dcflow, dh0):
         """The backward sweep t = T-1 … 0 of sequence blockIdx.x, and ∂L/∂h_0 (see the module docstring).
 
@@ -245,20 +317,24 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
         b = U(cuda.blockIdx.x)
         tid = U(cuda.threadIdx.x)
         g, j, active, unit, base = lane()
-        w = cuda.local.array(H, at)
-        if SIM:  # dynamic shared memory on the simulator (see above register_kernels)
+        w = cuda.local.array(HR, at)
+        if DYN:
             sm = cuda.shared.array(0, at)
             ds = sm[:GH2]
             ps = sm[GH2:GH2 + NT]
+            ws = sm[GH2 + NT:GH2 + NT + WS]
         else:
             ds = cuda.shared.array(GH2, at)
             ps = cuda.shared.array(NT, at)
+            ws = ps  # (no words of W_h in shared memory)
         gl = cuda.local.array(4, at)
         dal = cuda.local.array(4, at)
         darl = cuda.local.array(4, at)
         if active:
-            for kk in range(H):
+            for kk in range(HR):
                 w[kk] = W[U(kk * G) + g, j]
+            for kk in range(HS):
+                ws[U(kk * NT) + tid] = W[U((HR + kk) * G) + g, j]
         x = (zero, zero, zero, zero, zero, zero, zero, zero, zero)  # the loads of step t (bwd_values)
         y = x  # and of step t - 1 (AHEAD = 2)
         direct = zero
@@ -273,7 +349,7 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
             ut = U(t)
             cur = (ut & U1) * UGH
             if active and t < T - 1:
-                ps[tid] = dot(w, ds, UGH - cur + g, G)
+                ps[tid] = dot(w, ws, tid, ds, UGH - cur + g, G)
             sync_warp()
             if unit:
                 dhv, gl[0], gl[1], gl[2], gl[3], hpv, ctv, cpv, hnv = x
@@ -303,7 +379,7 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
             cuda.syncthreads()
         # ∂L/∂h_0 = DArec_0 W_h + the direct path, and ∂L/∂c_0
         if active:
-            ps[tid] = dot(w, ds, g, G)
+            ps[tid] = dot(w, ws, tid, ds, g, G)
         sync_warp()
         if unit:
             dh0[b, j] = parts(ps, base) + direct
@@ -312,4 +388,5 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1):
 
     size = np.dtype(dtype).itemsize
     return SimpleNamespace(fwd=fwd_register, bwd=bwd_register, threads=NT,
-                           fwd_shared=(H2 + NT) * size if SIM else 0, bwd_shared=(GH2 + NT) * size if SIM else 0)
+                           fwd_shared=shared_bytes(size, G, H, HR, False) if DYN else 0,
+                           bwd_shared=shared_bytes(size, G, H, HR, True) if DYN else 0)

@@ -5,8 +5,9 @@ kernels of :mod:`gradlab.kernels._cuda_kernels`:
 
 * forward: the input projection ``x W_x^T + b`` of all T steps is one tiled
   matrix product, written into the gates buffer; then the time loop, either
-  one *register* launch (H ≤ 64: one block per sequence, compiled for the
-  cell and H, W_h in registers; :mod:`._cuda_register`), one *persistent*
+  one *register* launch (H ≤ 64, or up to 128 when asked for: one block per
+  sequence, compiled for the cell and H, W_h in registers, and in shared
+  memory past what they hold; :mod:`._cuda_register`), one *persistent*
   launch (H ≤ 256: one block per tile of batch rows loops over t, W_h in
   shared memory when it fits) or one fused launch per step (a tile of
   ``h_{t-1} W_h^T`` and the gate math on it; two for ``gru``, whose
@@ -50,12 +51,13 @@ from .cells import CellSpec
 from ._cuda_launch import Site, launch
 from ._cuda_views import real, view
 
-#: How the time loop runs: "auto" (register for the smallest H, persistent up
-#: to PERSISTENT_MAX_H, one launch per step above), "register" (one block per
-#: sequence, W_h in registers, compiled for the cell and H; where the shape does
-#: not suit it, persistent), "persistent", "stepwise" or "cooperative" (one
-#: launch, W_h spread over the blocks, a grid barrier between steps; where the
-#: shape does not suit it, stepwise). Tests and benchmarks set it.
+#: How the time loop runs: "auto" (register up to _cuda_register.AUTO_MAX_H,
+#: persistent up to PERSISTENT_MAX_H, one launch per step above), "register"
+#: (one block per sequence, W_h in registers, and in shared memory past what
+#: they hold, compiled for the cell and H; where it does not fit, persistent),
+#: "persistent", "stepwise" or "cooperative" (one launch, W_h spread over the
+#: blocks, a grid barrier between steps; where the shape does not suit it,
+#: stepwise). Tests and benchmarks set it.
 STRATEGY = "auto"
 STRATEGIES = ("auto", "register", "persistent", "stepwise", "cooperative")
 
@@ -64,6 +66,9 @@ PERSISTENT_MAX_H = 256
 
 #: Static + dynamic shared memory a block may use without opting in (bytes).
 SHARED_LIMIT = 48 * 1024
+
+#: What the simulator, which has no limit, takes for the opt-in shared memory of a block (an sm_90's).
+SIM_SHARED_OPTIN = 227 * 1024
 
 _cuda_module = None
 
@@ -425,7 +430,8 @@ def _pow2_split(work: int, nt: int, length: int, min_part: int) -> int:
 def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
     """Choose the persistent, cooperative or stepwise kernels, and their launch shapes.
 
-    Returns ("register", blocks, threads) (:mod:`._cuda_register`),
+    Returns ("register", blocks, threads, hr) (:mod:`._cuda_register`; hr:
+    the words of W_h a thread keeps in registers),
     ("persistent", blocks, threads, BM, wshared, shared_bytes, S, S2),
     ("cooperative", ...) (see :func:`_coop_plan`) or ("stepwise",) (one
     product launch and one pointwise launch per step). A persistent block
@@ -442,8 +448,9 @@ def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
     if strategy in ("auto", "register"):
         from . import _cuda_register
 
-        if _cuda_register.supports(spec.name, H, G):
-            return ("register", B, _cuda_register.layout(G, H)[1])
+        fits = _cuda_register.supports(spec.name, H, G, itemsize, _shared_optin(K_))
+        if fits and (strategy == "register" or H <= _cuda_register.AUTO_MAX_H):
+            return ("register", B, _cuda_register.layout(G, H)[1], _cuda_register.register_words(itemsize, G, H))
         strategy = "persistent" if strategy == "register" or H <= PERSISTENT_MAX_H else "stepwise"
     if strategy == "cooperative":
         missing = _cooperative_missing(K_)
@@ -477,14 +484,28 @@ def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
     return ("stepwise",)
 
 
-def _register_kernels(dtype, spec: CellSpec, H: int):
-    """The register loop's kernels (:func:`._cuda_register.register_kernels`) for this dtype, cell and H."""
+def _register_kernels(dtype, spec: CellSpec, H: int, hr: int):
+    """The register loop's kernels (:func:`._cuda_register.register_kernels`) for this dtype, cell and H, with
+    hr words of W_h in each thread's registers."""
     from . import _cuda_register
 
-    return _cuda_register.register_kernels(np.dtype(dtype).type, spec.name, H, spec.num_gates, _cuda_register.AHEAD)
+    return _cuda_register.register_kernels(np.dtype(dtype).type, spec.name, H, spec.num_gates, _cuda_register.AHEAD,
+                                           None if hr == H else hr)
 
 
 _SM_COUNT: dict = {}
+_SHARED_OPTIN: dict = {}
+
+
+def _shared_optin(K_) -> int:
+    """The most shared memory a block of the current device can have when its kernel opts in (bytes)."""
+    if K_.SIM:
+        return SIM_SHARED_OPTIN
+    dev = cuda_module().get_current_device()
+    key = getattr(dev, "id", 0)
+    if key not in _SHARED_OPTIN:
+        _SHARED_OPTIN[key] = int(dev.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+    return _SHARED_OPTIN[key]
 
 
 def _cooperative_missing(K_) -> str | None:
@@ -603,8 +624,8 @@ def _forward(cuda, K_, k, spec, p, x, h0, c0):
 
     plan = _plan(K_, spec, B, H, dtype.itemsize, backward=False)
     if plan[0] == "register":
-        _, blocks, threads = plan
-        rk = _register_kernels(dtype, spec, H)
+        _, blocks, threads, hr = plan
+        rk = _register_kernels(dtype, spec, H, hr)
         _run(K_, rk.fwd, (blocks, threads, 0, rk.fwd_shared), W_h, b_hn, dh0, dc0, h, c, gates, hn)
     elif plan[0] == "persistent":
         _, blocks, threads, BM, wshared, nbytes, S, S2 = plan
@@ -723,8 +744,8 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     part_h = _scratch(cuda, "part_h", (T, B, H), dtype)
     part_c = _scratch(cuda, "part_c", (T, B, H), dtype) if lstm else _dummy(cuda, dtype, 3)
     if plan[0] == "register":
-        _, blocks, nt = plan
-        rk = _register_kernels(dtype, spec, H)
+        _, blocks, nt, hr = plan
+        rk = _register_kernels(dtype, spec, H, hr)
         _run(K_, rk.bwd, (blocks, nt, 0, rk.bwd_shared), W_h, ddh, tr.gates, tr.h, c, hn, tr.h0, c0, bound, do_clip,
              DA, DArec, part_h, part_c, dcflow, g_h0)
     elif plan[0] == "persistent":
