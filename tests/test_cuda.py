@@ -669,6 +669,26 @@ def test_host_backends_reject_device_arrays(backend):
 
 
 @needs_cuda
+@pytest.mark.parametrize(("dtype", "steps"), [(np.float32, 3), (np.float64, 4)])
+def test_reciprocal_without_division(dtype, steps):
+    """The division-free 1/d of the GPU sigmoid, over [1, 2] in the argument's precision: within one ulp with
+    the steps the sigmoid takes (here without the GPU's fused multiply-adds, which only round less), and
+    not with one step fewer; nan propagates."""
+    from gradlab.kernels._cuda_kernels import reciprocal_1_2
+
+    tiny = np.finfo(dtype).smallest_subnormal
+    e = np.concatenate([np.linspace(0, 1, 1_000_001), np.geomspace(tiny, 1, 10_000)]).astype(dtype)
+    d = dtype(1) + e
+    exact = 1 / d.astype(np.longdouble)
+    args = (dtype(24 / 17), dtype(8 / 17), dtype(1))
+    r = reciprocal_1_2(d, *args, steps)
+    assert r.dtype == dtype
+    assert np.abs((r - exact) / exact).max() < np.finfo(dtype).eps
+    assert np.abs((reciprocal_1_2(d, *args, steps - 1) - exact) / exact).max() > 100 * np.finfo(dtype).eps
+    assert np.isnan(reciprocal_1_2(dtype(np.nan), *args, steps))
+
+
+@needs_cuda
 def test_register_kernels_refuse_what_they_do_not_run():
     from gradlab.kernels import _cuda_register
 

@@ -33,9 +33,11 @@ implementations are chosen per target with ``numba.extending.overload``. The
 CPU overloads, registered here, are the branch-free forms above (libm would
 stop vectorisation). The CUDA overloads, registered by
 :mod:`gradlab.kernels._cuda_kernels` when that backend loads, are libdevice's
-``exp`` and ``tanh`` in the argument's own precision: a GPU thread runs these
-one element at a time, where the float64 polynomials would be a long chain of
-dependent double-precision operations for every float32 gate. All the gate
+``exp`` and ``tanh`` in the argument's own precision, and for the sigmoid a
+reciprocal by Newton's iteration instead of IEEE division (whose slow-path
+branch serialises the gates of a step): a GPU thread runs these one element
+at a time, where the float64 polynomials would be a long chain of dependent
+double-precision operations for every float32 gate. All the gate
 equations are shared unchanged.
 """
 
