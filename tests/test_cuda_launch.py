@@ -191,11 +191,12 @@ def test_a_site_checks_the_context_once_per_call():
 
 
 class _KernelStandIn:
-    """A dispatcher stand-in: compile() hands out a compiled kernel whose function lives on device 3."""
+    """A dispatcher stand-in: compile() hands out a compiled kernel whose function (``handle``) lives on
+    device 3."""
 
-    def __init__(self):
+    def __init__(self, handle):
         self.compiled_for, self.launches = [], []
-        fn = SimpleNamespace(handle=0xF00, device=SimpleNamespace(id=3))
+        fn = SimpleNamespace(handle=handle, device=SimpleNamespace(id=3))
         self.compiled = SimpleNamespace(_codelibrary=SimpleNamespace(get_cufunc=lambda: fn))
         self.py_func = SimpleNamespace(__name__="stand_in")
 
@@ -216,21 +217,27 @@ def test_past_48_kb_a_kernel_opts_in_before_the_dispatcher_launches_it(monkeypat
     from numba.cuda.cudadrv import driver as drv
 
     calls = []
-    monkeypatch.setattr(drv, "driver", SimpleNamespace(cuKernelSetAttribute=lambda *a: calls.append(a)))
+    monkeypatch.setattr(drv, "driver", SimpleNamespace(cuKernelSetAttribute=lambda *a: calls.append(("kernel", a)),
+                                                       cuFuncSetAttribute=lambda *a: calls.append(("function", a))))
     attr = "the attribute"  # (the simulator's driver module has no bindings: a stand-in for them too)
     monkeypatch.setattr(drv, "binding", SimpleNamespace(CUfunction_attribute=SimpleNamespace(
         CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES=attr)), raising=False)
-    kernel = _KernelStandIn()
+    handle = 0xF00
+    kernel = _KernelStandIn(handle)
     Launcher(kernel, (2, 64, 0, 100_000), simulated=False).launch((7,))
-    assert calls == [(attr, 100_000, 0xF00, 3)] and kernel.compiled_for == [(("type of", 7),)]
+    assert calls == [("kernel", (attr, 100_000, handle, 3))] and kernel.compiled_for == [(("type of", 7),)]
     assert kernel.launches == [((2, 64, 0, 100_000), (7,))]
     for config, simulated in (((2, 64, 0, 48 * 1024), False), ((2, 64), False), ((2, 64, 0, 100_000), True)):
         Launcher(kernel, config, simulated).launch((7,))
     assert len(calls) == 1 and len(kernel.launches) == 4
+    # numba's ctypes bindings (no cuda-python): the kernel is a module's CUfunction, set by cuFuncSetAttribute
+    monkeypatch.delattr(drv, "binding", raising=False)
+    launch.allow_shared(_KernelStandIn(0xF01), (7,), 200_000, simulated=False)
+    assert calls[1] == ("function", (0xF01, 8, 200_000))
 
     def refuse(*a):
         raise drv.CudaAPIError(1, "invalid value")  # (what numba raises for a failed driver call)
 
-    monkeypatch.setattr(drv, "driver", SimpleNamespace(cuKernelSetAttribute=refuse))
+    monkeypatch.setattr(drv, "driver", SimpleNamespace(cuKernelSetAttribute=refuse, cuFuncSetAttribute=refuse))
     with pytest.raises(RuntimeError, match="stand_in needs 300000 bytes of shared memory a block, and asking"):
         launch.allow_shared(kernel, (7,), 300_000, simulated=False)

@@ -41,6 +41,7 @@ __all__ = ["Launcher", "Site", "allow_shared", "kept_launcher", "launch"]
 
 #: Dynamic shared memory a block has without asking (bytes); past it the kernel must opt in (:func:`allow_shared`).
 SHARED_WITHOUT_OPT_IN = 48 * 1024
+_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8  # CUfunction_attribute's value, for numba's ctypes bindings
 
 _DRIVER = None
 _DRIVER_LOCK = threading.Lock()
@@ -144,8 +145,12 @@ def allow_shared(kernel, args, nbytes: int, simulated: bool) -> None:
     compiled = kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
     try:
         fn = compiled._codelibrary.get_cufunc()
-        attr = drv.binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
-        drv.driver.cuKernelSetAttribute(attr, int(nbytes), fn.handle, fn.device.id)
+        binding = getattr(drv, "binding", None)
+        if binding is not None:  # cuda-python bindings: a library's CUkernel (as numba sets a kernel's carveout)
+            attr = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+            drv.driver.cuKernelSetAttribute(attr, int(nbytes), fn.handle, fn.device.id)
+        else:  # numba's ctypes bindings: a module's CUfunction
+            drv.driver.cuFuncSetAttribute(fn.handle, _MAX_DYNAMIC_SHARED_SIZE_BYTES, int(nbytes))
     except (AttributeError, drv.CudaAPIError) as err:
         raise RuntimeError(f"{kernel.py_func.__name__} needs {nbytes} bytes of shared memory a block, and asking "
                            f"the device for more than {SHARED_WITHOUT_OPT_IN} failed: {err}") from err
