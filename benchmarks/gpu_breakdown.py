@@ -90,11 +90,12 @@ def loop_kernels(cell, pd, dhd, T, B, H, dtype):
     sq_h, sq_c = (cuda.device_array((T, B, H), dtype) for _ in range(2))
     dcflow = cuda.to_device(np.zeros((B, H), dtype))
     g_h0 = cuda.device_array((B, H), dtype)
+    bound0 = np.dtype(dtype).type(0)  # clip_step's bound, as the backend passes it
     if fplan[0] == "register":
         rk = gcuda._register_kernels(dtype, spec, H, fplan[3])
         fwd, bwd = rk.fwd[fplan[1], fplan[2], 0, rk.fwd_shared], rk.bwd[bplan[1], bplan[2], 0, rk.bwd_shared]
         fargs = (pd.W_h, b_hn, h0, h0, h, c, gates, hn)
-        bargs = (pd.W_h, dhd, gates, h, c, hn, h0, h0, 0.0, False, DA, DA, sq_h, sq_c, dcflow, g_h0)
+        bargs = (pd.W_h, dhd, gates, h, c, hn, h0, h0, bound0, False, DA, DA, sq_h, sq_c, dcflow, g_h0)
         allow_shared(rk.fwd, fargs, rk.fwd_shared, K_.SIM)  # (past 48 KB: W_h partly in shared memory)
         allow_shared(rk.bwd, bargs, rk.bwd_shared, K_.SIM)
         return lambda: fwd(*fargs), lambda: bwd(*bargs)
@@ -108,7 +109,7 @@ def loop_kernels(cell, pd, dhd, T, B, H, dtype):
         fwd(cid, pd.W_h, WT, wshared, b_hn, h0, h0, h, c, gates, hn, BM, S, S2)
 
     def run_bwd():
-        bwd(cid, pd.W_h, bwshared, dhd, gates, h, c, hn, h0, h0, 0.0, False, DA, DA, sq_h, sq_c, dcflow, g_h0,
+        bwd(cid, pd.W_h, bwshared, dhd, gates, h, c, hn, h0, h0, bound0, False, DA, DA, sq_h, sq_c, dcflow, g_h0,
             bBM, bS, bS2)
 
     return run_fwd, run_bwd

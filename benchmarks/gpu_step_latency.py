@@ -200,7 +200,7 @@ def measure(T, H, repeats):
         pieces[f"register loop, forward step, loads {ahead} ahead"] = (
             lambda fwd=fwd: fwd(W, b_hn, h0, h0, h, c, gates, hn))
         pieces[f"register loop, backward step, loads {ahead} ahead"] = (
-            lambda bwd=bwd: bwd(W, h, gates, h, c, hn, h0, h0, 0.0, False, DA, DA, sq, sq, dcf, g_h0))
+            lambda bwd=bwd: bwd(W, h, gates, h, c, hn, h0, h0, np.float32(0), False, DA, DA, sq, sq, dcf, g_h0))
     result = {name: per_step_us(fn, T, repeats) for name, fn in pieces.items()}
     result["threads"], result["S"] = nt, S
     return result

@@ -6,10 +6,10 @@ default) and runs ``ptxas -v`` on them, under the register budget the backend
 compiles them with (:func:`gradlab.kernels._cuda_register.register_budget`),
 and prints one row a kernel pair: the words of W_h a thread keeps in registers
 (``hr``), the threads and shared memory of a block, and ptxas's registers and
-spill stores. With ``--sass`` (needs ``nvdisasm``) it also counts, in the
-disassembled forward kernel, the calls (IEEE division's slow path, for one),
-the reconvergence points (``BSSY``) and the instructions up to the end of the
-first step.
+spill stores. With ``--sass`` (needs ``nvdisasm``) it also counts, in each
+disassembled kernel, the calls (IEEE division's slow path, for one), the
+reconvergence points (``BSSY``), the instructions, and the float64 operations
+and conversions (none belong in a float32 kernel).
 
 No CUDA driver is needed, only NVVM and ptxas: the CUDA toolkit, or
 ``pip install nvidia-cuda-nvcc-cu12`` (and ``nvidia-cuda-nvdisasm`` for
@@ -80,13 +80,12 @@ def ptxas_report(ptxas: str, ptx: str, arch: str, budget: int, keep: Path) -> di
 
 
 def sass_shape(nvdisasm: str, cubin: Path) -> str:
-    """Calls, reconvergence points, and instructions up to the end of the first step (the second barrier)."""
+    """Instructions, calls, reconvergence points and float64 operations (conversions included) of a kernel."""
     text = subprocess.run([nvdisasm, "-c", str(cubin)], capture_output=True, text=True).stdout
     lines = [ln for ln in text.splitlines() if re.match(r"\s*/\*[0-9a-f]+\*/\s+[@A-Z]", ln)]
-    bars = [i for i, ln in enumerate(lines) if "BAR.SYNC" in ln]
-    step = bars[1] - bars[0] if len(bars) > 1 else -1
-    return (f"{sum('CALL' in ln for ln in lines)} calls, {sum('BSSY' in ln for ln in lines)} BSSY, "
-            f"{step} instructions from the first barrier to the end of step 1")
+    fp64 = sum(bool(re.search(r"\b(F2F\.F64|F2F\.F32\.F64|DADD|DMUL|DFMA)", ln)) for ln in lines)
+    return (f"{len(lines)} instructions, {sum('CALL' in ln for ln in lines)} calls, "
+            f"{sum('BSSY' in ln for ln in lines)} BSSY, {fp64} float64")
 
 
 def main(argv=None) -> int:
@@ -133,8 +132,8 @@ def main(argv=None) -> int:
 
     print(f"register loop, {arch}, ptxas {ptxas}")
     print("| dtype | cell | H | hr | threads | budget | shared fwd / bwd B | fwd regs | fwd spill B | bwd regs | "
-          "bwd spill B |" + (" forward SASS |" if args.sass else ""))
-    print("|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if args.sass else ""))
+          "bwd spill B |" + (" forward SASS | backward SASS |" if args.sass else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if args.sass else ""))
     with tempfile.TemporaryDirectory() as tmp:
         for dtype in dtypes:
             size = np.dtype(dtype).itemsize
@@ -149,17 +148,17 @@ def main(argv=None) -> int:
                     threads = R.layout(G, H)[1]
                     budget = R.register_budget(threads)
                     rk = R.register_kernels(dtype, cell, H, G, R.AHEAD, None if hr == H else hr)
-                    row = []
+                    row, shapes = [], []
                     for direction, kernel, sig in zip(("fwd", "bwd"), (rk.fwd, rk.bwd), signatures(dtype)):
                         ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
                         keep = Path(tmp) / f"{direction}.cubin"
                         rep = ptxas_report(ptxas, ptx, arch, budget, keep)
                         row += [rep["regs"], rep["spill"]]
-                        if direction == "fwd" and nvdisasm:
-                            shape = sass_shape(nvdisasm, keep)
+                        if nvdisasm:
+                            shapes.append(sass_shape(nvdisasm, keep))
                     shared = [R.shared_bytes(size, G, H, hr, bw) for bw in (False, True)]
                     print(f"| {name} | {hr} | {threads} | {budget} | {shared[0]} / {shared[1]} | "
-                          + " | ".join(str(v) for v in row) + " |" + (f" {shape} |" if nvdisasm else ""),
+                          + " | ".join(str(v) for v in row) + " |" + "".join(f" {sh} |" for sh in shapes),
                           flush=True)
     return 0
 

@@ -380,13 +380,13 @@ def kernels(dtype) -> SimpleNamespace:
             da_u, dn, direct = gru_update_backward(tot, g[j], g[H + j], hp)
             n = g[H + j]
             da[j] = da_u
-            da[H + j] = dn * (1.0 - n * n)
+            da[H + j] = tanh_backward(dn, n)
             return zero, dt(direct), zero
         elif cell == GRU:
             da_u, dn, direct = gru_update_backward(tot, g[H + j], g[2 * H + j], hp)
             n = g[2 * H + j]
             da[H + j] = da_u
-            da[2 * H + j] = dn * (1.0 - n * n)
+            da[2 * H + j] = tanh_backward(dn, n)
             return zero, dt(direct), zero
         elif cell == GRU_CUDNN:
             da_r, da_u, da_n, dhn, direct = gru_cudnn_backward(tot, g[j], g[H + j], g[2 * H + j], hn_j, hp)

@@ -735,7 +735,7 @@ def _backward(cuda, K_, k, spec, p, trace, dh, dc_last, clip_step):
     else:
         dcflow = _dummy(cuda, dtype, 2)
     g_h0 = out["h0"]
-    bound = 0.0 if clip_step is None else float(clip_step)
+    bound = dtype.type(0.0 if clip_step is None else clip_step)  # (in the data's precision: no float64 in the loop)
     do_clip = clip_step is not None
 
     plan = _plan(K_, spec, B, H, dtype.itemsize, backward=True)

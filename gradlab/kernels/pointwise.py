@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 from numba.core import types
 from numba.extending import intrinsic, overload
@@ -55,6 +56,11 @@ from numba.extending import intrinsic, overload
 FASTMATH = frozenset({"nsz", "contract", "arcp"})
 
 JIT = dict(fastmath=set(FASTMATH), error_model="numpy", nogil=True)
+
+#: The constants of the gate equations below, as float32: exact in either precision, so an equation keeps its
+#: data's precision (a Python float would make float32 data compute in float64, on a GPU with a conversion
+#: to and from float64 around every such term).
+ONE, ZERO = np.float32(1), np.float32(0)
 
 
 @intrinsic
@@ -169,7 +175,7 @@ def _tanh_cpu(x):
 @njit(**JIT)
 def relu(a):
     """max(a, 0), nan kept."""
-    return a if (a > 0.0 or a != a) else 0.0
+    return a if (a > ZERO or a != a) else ZERO
 
 
 @njit(**JIT)
@@ -189,7 +195,7 @@ def clip(v, bound):
 @njit(**JIT)
 def gru_mix(u, n, h_prev):
     """h_t = u ⊙ n + (1 - u) ⊙ h_{t-1} (every GRU form)."""
-    return u * n + (1.0 - u) * h_prev
+    return u * n + (ONE - u) * h_prev
 
 
 @njit(**JIT)
@@ -212,13 +218,13 @@ def lstm_cell(i, f, g, c_prev):
 @njit(**JIT)
 def tanh_backward(dh, h):
     """da = dh (1 - h²) for h = tanh(a)."""
-    return dh * (1.0 - h * h)
+    return dh * (ONE - h * h)
 
 
 @njit(**JIT)
 def relu_backward(dh, h):
     """da = dh [h > 0] for h = max(a, 0)."""
-    return dh if h > 0.0 else 0.0
+    return dh if h > ZERO else ZERO
 
 
 @njit(**JIT)
@@ -227,7 +233,7 @@ def gru_update_backward(dh, u, n, h_prev):
 
     da_u = dh (n - h_{t-1}) u (1 - u), dn = dh u, dh_direct = dh (1 - u).
     """
-    return dh * (n - h_prev) * u * (1.0 - u), dh * u, dh * (1.0 - u)
+    return dh * (n - h_prev) * u * (ONE - u), dh * u, dh * (ONE - u)
 
 
 @njit(**JIT)
@@ -237,8 +243,8 @@ def gru_cudnn_backward(dh, r, u, n, hn, h_prev):
     da_n = dh u (1 - n²), da_r = da_n hn r (1 - r), dhn = da_n r.
     """
     da_u, dn, dh_direct = gru_update_backward(dh, u, n, h_prev)
-    da_n = dn * (1.0 - n * n)
-    return da_n * hn * r * (1.0 - r), da_u, da_n, da_n * r, dh_direct
+    da_n = dn * (ONE - n * n)
+    return da_n * hn * r * (ONE - r), da_u, da_n, da_n * r, dh_direct
 
 
 @njit(**JIT)
@@ -247,22 +253,22 @@ def gru_reset_backward(ds, r, h_prev):
 
     Returns (da_r, dh_through_s): ds h_{t-1} r (1 - r) and ds r.
     """
-    return ds * h_prev * r * (1.0 - r), ds * r
+    return ds * h_prev * r * (ONE - r), ds * r
 
 
 @njit(**JIT)
 def lstm_cell_grad(dh, dc_next, o, tanh_c):
     """Total ∂L/∂c_t = dc_next + dh ⊙ o ⊙ (1 - tanh²(c_t)), given tanh(c_t)."""
-    return dc_next + dh * o * (1.0 - tanh_c * tanh_c)
+    return dc_next + dh * o * (ONE - tanh_c * tanh_c)
 
 
 @njit(**JIT)
 def lstm_backward(dh, dc, i, f, g, o, c_prev, tanh_c):
     """Returns (da_i, da_f, da_g, da_o, dc_prev) given the total dh and dc at step t."""
     return (
-        dc * g * i * (1.0 - i),
-        dc * c_prev * f * (1.0 - f),
-        dc * i * (1.0 - g * g),
-        dh * tanh_c * o * (1.0 - o),
+        dc * g * i * (ONE - i),
+        dc * c_prev * f * (ONE - f),
+        dc * i * (ONE - g * g),
+        dh * tanh_c * o * (ONE - o),
         dc * f,
     )
