@@ -19,7 +19,8 @@ step), with its own small matrix products on a single-threaded BLAS. Every
 row is written by exactly one thread and every reduction runs in a fixed
 order, so results are bit-identical from run to run, and do not depend on the
 thread count. With one thread or one sequence the chunk kernel is called
-directly. Kernels are ``cache=True`` and ``nogil=True``.
+directly. Kernels are ``cache=True`` and ``nogil=True``; their cache is dropped when
+the gate math they compile in changes (:mod:`._numba_cache`).
 
 Memory, in words of the dtype's size (8 bytes in float64), with G gate blocks,
 [LSTM] = 1 for the LSTM and [cuDNN] = 1 for ``gru_cudnn`` (else 0):
@@ -48,6 +49,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..types import Grads, Params, Trace
+from . import _numba_cache, pointwise
 from .cells import CellSpec
 from .pointwise import (
     JIT,
@@ -322,6 +324,10 @@ def _backward_parallel(cell, dh, gates, h, c, hn, h0, c0, W_h, W_hn, W_hru, boun
 
 
 _blas_controller = None
+
+
+# The kernels above compile in the gate math of pointwise.py, which numba's on-disk cache does not track.
+_numba_cache.keep_in_step(matmul.py_func, __name__.rsplit(".", 1)[-1], [pointwise.__file__])
 
 
 def _single_threaded_blas():
