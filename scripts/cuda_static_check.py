@@ -11,9 +11,9 @@ disassembled kernel, the calls (IEEE division's slow path, for one), the
 reconvergence points (``BSSY``), the instructions, and the float64 operations
 and conversions (none belong in a float32 kernel).
 
-No CUDA driver is needed, only NVVM and ptxas: the CUDA toolkit, or
-``pip install nvidia-cuda-nvcc-cu12`` (and ``nvidia-cuda-nvdisasm`` for
-``--sass``).
+No CUDA driver is needed, only NVVM, NVRTC and ptxas: the CUDA toolkit, or
+``pip install nvidia-cuda-nvcc-cu12 nvidia-cuda-nvrtc-cu12`` (and
+``nvidia-cuda-nvdisasm`` for ``--sass``). Without them it exits with status 3.
 
     PYTHONPATH=. python scripts/cuda_static_check.py                      # float32 and float64, H = 32 … 128
     PYTHONPATH=. python scripts/cuda_static_check.py --cells lstm --hs 32 --sass
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CELLS = ("rnn_tanh", "rnn_relu", "gru_simple", "gru_cudnn", "lstm")
-MISSING_TOOLS = 3  # the exit status when ptxas, NVVM or (with --sass) nvdisasm is not found
+MISSING_TOOLS = 3  # the exit status when ptxas, NVVM, NVRTC or (with --sass) nvdisasm is not found
 
 
 def find_tool(name: str) -> str | None:
@@ -115,12 +115,17 @@ def main(argv=None) -> int:
         missing = "--sass: nvdisasm not found (`pip install nvidia-cuda-nvdisasm`)"
     import numba.cuda.dispatcher as dispatcher
     from numba import cuda
-    from numba.cuda.cudadrv import nvvm
 
-    try:
-        nvvm.NVVM()
-    except Exception as err:  # NvvmSupportError, or an OSError from loading it
-        missing = missing or f"NVVM not found ({err}): install the CUDA toolkit or `pip install nvidia-cuda-nvcc-cu12`"
+    def probe(out):
+        out[0] = 1.0
+
+    try:  # a compile of a one-line kernel finds NVVM and NVRTC (numba asks it which architectures exist), or not
+        from numba.cuda import types as T
+
+        cuda.compile_ptx(probe, (T.Array(T.float32, 1, "C"),), cc=cc)
+    except Exception as err:  # NVVM or NVRTC missing, or this cc unknown to them
+        missing = missing or (f"compiling for {arch} failed ({type(err).__name__}: {str(err)[:200]}): install the "
+                              f"CUDA toolkit or `pip install nvidia-cuda-nvcc-cu12 nvidia-cuda-nvrtc-cu12`")
     if missing:
         print(missing, file=sys.stderr)
         return MISSING_TOOLS

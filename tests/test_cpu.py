@@ -177,6 +177,30 @@ def test_exp_nonpos():
     assert _apply(pointwise.exp_nonpos, np.array([-np.inf]))[0] == 0.0
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pointwise_clip_and_constants_keep_the_data_precision(dtype):
+    """clip: [-bound, bound], nan kept, ±inf to the bound; the gate equations return the data's dtype."""
+    from numba import njit
+
+    from gradlab.kernels import pointwise
+
+    v = np.array([-np.inf, -3.0, -0.5, -0.0, 0.25, 0.5, 0.75, 3.0, np.inf, np.nan], dtype)
+    bound = dtype(0.5)
+    clip = njit(lambda v, b: pointwise.clip(v, b))
+    got = np.array([clip(x, bound) for x in v], dtype)
+    want = np.clip(v, -bound, bound)
+    np.testing.assert_array_equal(got, want)  # (np.clip keeps nan too)
+    assert clip(v[3], bound) == 0.0 and clip(v[4], bound) == v[4]
+    x = dtype(0.3)
+    for fn, args in ((pointwise.tanh_backward, 2), (pointwise.gru_mix, 3), (pointwise.relu_backward, 2),
+                     (pointwise.lstm_backward, 8), (pointwise.gru_cudnn_backward, 6)):
+        fn(*[x] * args)
+        name = np.dtype(dtype).name  # (numba hands scalars back as Python floats: ask it for the return type)
+        ret = next(s.return_type for s in fn.nopython_signatures if all(str(a) == name for a in s.args))
+        types = ret.types if hasattr(ret, "types") else (ret,)
+        assert all(str(t) == name for t in types), (fn.__name__, ret)
+
+
 @pytest.mark.parametrize("cell", ["rnn_tanh", "gru", "lstm"])
 def test_recording_does_not_change_gradients(cell):
     """The benchmark-only ``record=False`` path computes exactly the same gradients."""

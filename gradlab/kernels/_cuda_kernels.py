@@ -368,8 +368,7 @@ def kernels(dtype) -> SimpleNamespace:
         (dc², dh_direct, dc_prev): the squared total ∂L/∂c_t (LSTM, before its
         clip), the direct path into ∂L/∂h_{t-1} and ∂L/∂c_{t-1}.
         """
-        if do_clip:
-            tot = dt(clip(tot, bound))
+        tot = dt(clip(tot, bound)) if do_clip else tot
         if cell == RNN_TANH:
             da[j] = tanh_backward(tot, g[j])
             return zero, zero, zero

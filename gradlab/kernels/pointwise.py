@@ -180,8 +180,11 @@ def relu(a):
 
 @njit(**JIT)
 def clip(v, bound):
-    """v clipped to [-bound, bound]; nan stays nan."""
-    return bound if v > bound else (-bound if v < -bound else v)
+    """v clipped to [-bound, bound]; nan stays nan. (Two selects, no branch: both comparisons are false for
+    nan.)"""
+    lo = -bound
+    above = bound if v > bound else v
+    return lo if v < lo else above
 
 
 # ---------------------------------------------------------------------------
