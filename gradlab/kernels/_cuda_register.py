@@ -85,7 +85,8 @@ def layout(G: int, H: int) -> tuple[int, int]:
 
 
 def register_budget(threads: int) -> int:
-    """The registers a thread may take when ``threads`` of them share a multiprocessor (a multiple of 8)."""
+    """The registers a thread may take when ``threads`` of them share a multiprocessor (255 at most, else a
+    multiple of 8: registers are allocated to a warp in blocks of 256)."""
     return min(THREAD_REGISTERS, REGISTER_FILE // threads // 8 * 8)
 
 
