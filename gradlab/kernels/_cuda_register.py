@@ -20,10 +20,12 @@ lanes of its own warp, a step takes one warp barrier and one block barrier.
 * forward, step t: lane (g, j) computes z = Σ_k W_h[gH + j, k] h_{t-1}[k] from
   its row of W_h; the unit lane applies the gate math and writes h_t into the
   other half of a double buffer.
-* backward, step t: lane (g, j) computes the part Σ_k DArec_{t+1}[kG + g]
-  W_h[kG + g, j] of ∂L/∂h_t's recurrent term from its strided slice of W_h's
-  column j (consecutive lanes read consecutive words: no bank conflicts); the
-  unit lane adds the G parts in order, then the gate gradients.
+* backward, step t: lane (g, j) computes the part Σ_k DArec_{t+1}[gH + k]
+  W_h[gH + k, j] of ∂L/∂h_t's recurrent term from gate block g of W_h's
+  column j. The gate gradients sit in shared memory gate block by gate block,
+  each block padded by ``PAD`` words, so a lane reads consecutive words (four
+  at a time) and the G blocks a warp reads at once fall in different banks;
+  the unit lane adds the G parts in order, then the gate gradients.
 
 Where a thread's H words of W_h do not all fit in its registers (H = 128 in
 float32 for the LSTM: 512 threads, at most 128 registers each), it keeps the
@@ -74,6 +76,10 @@ OTHER_REGISTERS = {4: 72, 8: 104}
 #: it, so that shapes small enough for the simulator run the split between registers and shared memory.
 REGISTER_WORDS = None
 
+#: Words between the gate blocks of the backward's gate gradients in shared memory: gate block g starts at
+#: g (H + PAD), so that the G blocks a warp reads at once lie in different banks.
+PAD = 4
+
 #: The cells it runs (the full ``gru`` needs two products a step).
 CELLS = ("rnn_tanh", "rnn_relu", "gru_simple", "gru_cudnn", "lstm")
 
@@ -103,7 +109,7 @@ def shared_bytes(itemsize: int, G: int, H: int, hr: int, backward: bool) -> int:
     """Shared memory of one block: the double-buffered state (h, or the gate gradients), one product per
     thread, and the H - hr words of W_h each thread keeps there."""
     threads = layout(G, H)[1]
-    state = 2 * G * H if backward else 2 * H
+    state = 2 * G * (H + PAD) if backward else 2 * H
     return (state + threads + (H - hr) * threads) * itemsize
 
 
@@ -161,11 +167,12 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1, hr: int |
     HS = H - HR  # the words of a thread's row (column slice) of W_h in shared memory
     HR4, HS4 = HR - HR % 4, HS - HS % 4
     DYN = SIM or HS > 0  # the shared arrays are cut out of dynamic shared memory (see above register_kernels)
-    H2, GH2 = 2 * H, 2 * GH  # shared-array sizes must be constants, not expressions
+    HP = H + PAD  # the stride of the backward's gate blocks in shared memory
+    H2, GHP2 = 2 * H, 2 * G * HP  # shared-array sizes must be constants, not expressions
     WS = HS * NT
     budget = register_budget(NT)  # (below the most a thread can have only past H = 64)
     jit_options = {} if SIM or budget == THREAD_REGISTERS else {"max_registers": budget}
-    UH, UGH, UG, UPW = U(H), U(GH), U(G), U(PW)
+    UH, UG, UPW, UHP, UGHP = U(H), U(G), U(PW), U(HP), U(G * HP)
 
     @cuda.jit(device=True)
     def sync_warp():
@@ -322,11 +329,11 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1, hr: int |
         w = cuda.local.array(HR, at)
         if DYN:
             sm = cuda.shared.array(0, at)
-            ds = sm[:GH2]
-            ps = sm[GH2:GH2 + NT]
-            ws = sm[GH2 + NT:GH2 + NT + WS]
+            ds = sm[:GHP2]
+            ps = sm[GHP2:GHP2 + NT]
+            ws = sm[GHP2 + NT:GHP2 + NT + WS]
         else:
-            ds = cuda.shared.array(GH2, at)
+            ds = cuda.shared.array(GHP2, at)
             ps = cuda.shared.array(NT, at)
             ws = ps  # (no words of W_h in shared memory)
         gl = cuda.local.array(4, at)
@@ -334,9 +341,9 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1, hr: int |
         darl = cuda.local.array(4, at)
         if active:
             for kk in range(HR):
-                w[kk] = W[U(kk * G) + g, j]
+                w[kk] = W[g * UH + U(kk), j]
             for kk in range(HS):
-                ws[U(kk * NT) + tid] = W[U((HR + kk) * G) + g, j]
+                ws[U(kk * NT) + tid] = W[g * UH + U(HR + kk), j]
         x = (zero, zero, zero, zero, zero, zero, zero, zero, zero)  # the loads of step t (bwd_values)
         y = x  # and of step t - 1 (AHEAD = 2)
         direct = zero
@@ -349,9 +356,9 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1, hr: int |
                 dcf = dcflow[b, j]
         for t in range(T - 1, -1, -1):
             ut = U(t)
-            cur = (ut & U1) * UGH
+            cur = (ut & U1) * UGHP
             if active and t < T - 1:
-                ps[tid] = dot(w, ws, tid, ds, UGH - cur + g, G)
+                ps[tid] = dot(w, ws, tid, ds, UGHP - cur + g * UHP, 1)
             sync_warp()
             if unit:
                 dhv, gl[0], gl[1], gl[2], gl[3], hpv, ctv, cpv, hnv = x
@@ -368,9 +375,9 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1, hr: int |
                     DA[ut, b, ug] = dal[gg]
                     if cudnn:
                         DArec[ut, b, ug] = darl[gg]
-                        ds[cur + ug] = darl[gg]
+                        ds[cur + U(gg * HP) + j] = darl[gg]
                     else:
-                        ds[cur + ug] = dal[gg]
+                        ds[cur + U(gg * HP) + j] = dal[gg]
                 # the loads of a later step, issued while this one finishes
                 if AHEAD == 2:
                     x = y
@@ -381,7 +388,7 @@ def register_kernels(dtype, cell: str, H: int, G: int, ahead: int = 1, hr: int |
             cuda.syncthreads()
         # ∂L/∂h_0 = DArec_0 W_h + the direct path, and ∂L/∂c_0
         if active:
-            ps[tid] = dot(w, ws, tid, ds, g, G)
+            ps[tid] = dot(w, ws, tid, ds, g * UHP, 1)
         sync_warp()
         if unit:
             dh0[b, j] = parts(ps, base) + direct
