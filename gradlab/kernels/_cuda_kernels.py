@@ -50,7 +50,7 @@ from functools import lru_cache
 from types import SimpleNamespace
 
 import numpy as np
-from numba import cuda, int64, types, uint64
+from numba import cuda, int64, types, uint32, uint64
 
 U = uint64  # unsigned indices: no wrap-around of negative indices in the hot loops
 U0, U1, U2, U3, U4 = (np.uint64(i) for i in range(5))
@@ -467,10 +467,11 @@ def kernels(dtype) -> SimpleNamespace:
 
     @cuda.jit(device=True)
     def part_range(n, S, s):
-        """The terms [k0, k0 + m) of part s of S of a sum of n terms (m may be 0)."""
-        chunk = (n + S - 1) // S
-        k0 = s * chunk
-        return k0, max(0, min(n - k0, chunk))
+        """The terms [k0, k0 + m) of part s of S of a sum of n terms (m may be 0). The division is a 32-bit
+        one: on a GPU a 64-bit division is a call to a long subroutine, and these counts are small."""
+        chunk = int64((uint32(n) + uint32(S) - uint32(1)) // uint32(S))
+        k0 = int64(s) * chunk
+        return k0, max(int64(0), min(int64(n) - k0, chunk))
 
     @cuda.jit(device=True)
     def dot_part(sm, a, wshared, w, ws, M, m0, col, k0, m):
@@ -500,10 +501,11 @@ def kernels(dtype) -> SimpleNamespace:
         row (a broadcast). Part o's result is stored at offset o: the S parts of
         (r, c) lie ``ncol`` apart.
         """
-        r = o // (ncol * S)
-        c = o % ncol
-        k0, m = part_range(n, S, (o // ncol) % S)
-        return r, c, k0, m
+        o32, ncol32, S32 = uint32(o), uint32(ncol), uint32(S)  # (32-bit divisions, as in part_range)
+        q = o32 // ncol32  # the part's (row, part) index
+        r = q // S32
+        k0, m = part_range(n, S, q - r * S32)
+        return int64(r), int64(o32 - q * ncol32), k0, m
 
     @cuda.jit(device=True)
     def products(sm, out, npr, first, ncol, S, n, a0, arow, wshared, w0, ws, M, m0, c0):
