@@ -448,9 +448,12 @@ def _plan(K_, spec: CellSpec, B: int, H: int, itemsize: int, backward: bool):
     if strategy in ("auto", "register"):
         from . import _cuda_register
 
-        fits = _cuda_register.supports(spec.name, H, G, itemsize, _shared_optin(K_))
-        if fits and (strategy == "register" or H <= _cuda_register.AUTO_MAX_H):
-            return ("register", B, _cuda_register.layout(G, H)[1], _cuda_register.register_words(itemsize, G, H))
+        if strategy == "register" or H <= _cuda_register.AUTO_MAX_H:
+            hr = _cuda_register.register_words(itemsize, G, H)
+            # (the device is asked for its opt-in shared memory only where W_h does not fit the registers)
+            limit = SHARED_LIMIT if hr == H else _shared_optin(K_)
+            if _cuda_register.supports(spec.name, H, G, itemsize, limit):
+                return ("register", B, _cuda_register.layout(G, H)[1], hr)
         strategy = "persistent" if strategy == "register" or H <= PERSISTENT_MAX_H else "stepwise"
     if strategy == "cooperative":
         missing = _cooperative_missing(K_)
