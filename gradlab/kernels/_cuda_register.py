@@ -113,7 +113,7 @@ def shared_bytes(itemsize: int, G: int, H: int, hr: int, backward: bool) -> int:
     return (state + threads + (H - hr) * threads) * itemsize
 
 
-def supports(cell: str, H: int, G: int, itemsize: int = 4, shared_limit: int = 48 * 1024) -> bool:
+def supports(cell: str, H: int, G: int, itemsize: int, shared_limit: int) -> bool:
     """Whether the register loop runs this cell at this hidden size, in a block of at most ``shared_limit``
     bytes of shared memory."""
     if cell not in CELLS or H > MAX_H or G > LANES:

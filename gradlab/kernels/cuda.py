@@ -48,7 +48,7 @@ import numpy as np
 
 from ..types import Grads, Params, Trace
 from .cells import CellSpec
-from ._cuda_launch import Site, launch
+from ._cuda_launch import SHARED_WITHOUT_OPT_IN, Site, launch
 from ._cuda_views import real, view
 
 #: How the time loop runs: "auto" (register up to _cuda_register.AUTO_MAX_H,
@@ -65,7 +65,7 @@ STRATEGIES = ("auto", "register", "persistent", "stepwise", "cooperative")
 PERSISTENT_MAX_H = 256
 
 #: Static + dynamic shared memory a block may use without opting in (bytes).
-SHARED_LIMIT = 48 * 1024
+SHARED_LIMIT = SHARED_WITHOUT_OPT_IN
 
 #: What the simulator, which has no limit, takes for the opt-in shared memory of a block (an sm_90's).
 SIM_SHARED_OPTIN = 227 * 1024
